@@ -1,0 +1,303 @@
+"""The composition root: ``Hub(settings)`` builds the parts and runs their lifecycle.
+
+Library use, for an existing FastAPI app::
+
+    hub = Hub(settings)
+    app = FastAPI(lifespan=hub.lifespan)
+    app.include_router(hub.router)
+
+Everything starts in :meth:`start` (before the app takes requests) and stops in
+:meth:`stop`, in reverse order, each step with a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from wirehub.core.connection import Connection
+from wirehub.core.node import Handler, Node
+from wirehub.core.protocol import CloseCode
+from wirehub.core.rooms import RoomPolicy
+from wirehub.errors import NotFound, WirehubError
+from wirehub.metrics import HubMetrics
+from wirehub.settings import Settings
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
+__all__ = ["STATS_ROOM", "Hub"]
+
+logger = logging.getLogger("wirehub.hub")
+
+T = TypeVar("T")
+
+#: System room where the hub publishes a stats snapshot every ``stats_interval``.
+STATS_ROOM = "$hub.stats"
+#: Sender id of messages published by the server itself (HTTP API, hub.publish).
+SERVER_ID = "$hub"
+
+
+def _policies(settings: Settings) -> list[RoomPolicy]:
+    default_size, default_ttl = settings.history.size, settings.history.ttl
+    policies = [
+        RoomPolicy(
+            pattern=r.pattern,
+            presence_events=r.presence_events,
+            presence_limit=r.presence_limit,
+            history_size=default_size if r.history_size is None else r.history_size,
+            history_ttl=default_ttl if r.history_ttl is None else r.history_ttl,
+            max_members=r.max_members,
+        )
+        for r in settings.rooms
+    ]
+    policies.append(
+        RoomPolicy(pattern="$*", presence_events=False, history_size=100, history_ttl=600)
+    )
+    policies.append(RoomPolicy(pattern="*", history_size=default_size, history_ttl=default_ttl))
+    return policies
+
+
+class Hub:
+    """One hub node: connections, rooms, and the background tasks that keep them."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        limits = self.settings.limits
+        self.node_id = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.node = Node(
+            policies=_policies(self.settings),
+            max_frame=limits.max_frame,
+            max_rooms_per_connection=limits.max_rooms_per_connection,
+            max_rooms=limits.max_rooms,
+            publish_requires_join=limits.publish_requires_join,
+            node_id=self.node_id,
+        )
+        self.metrics = HubMetrics(self.node)
+        self.started_at: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._running = False
+        self._stopping = False
+        self._router: APIRouter | None = None
+        #: Called with (connection, bytes) for binary frames; None rejects them.
+        self.binary_handler: Callable[[Connection, bytes], Coroutine[Any, Any, None]] | None = None
+        self._lock = threading.Lock()
+
+    # -- building blocks for adapters ---------------------------------------------
+
+    def new_connection(self, client_id: str, transport: Any, **meta: object) -> Connection:
+        """Make a Connection with the configured bounds (used by the WS and TCP adapters)."""
+        limits = self.settings.limits
+        return Connection(
+            client_id,
+            transport,
+            max_queue=limits.queue_max_messages,
+            max_queue_bytes=limits.queue_max_bytes,
+            close_timeout=limits.close_timeout,
+            on_slow=self.node.slow_consumer,
+            meta=dict(meta),
+        )
+
+    @staticmethod
+    def generate_client_id() -> str:
+        return uuid.uuid4().hex[:16]
+
+    @property
+    def accepting(self) -> bool:
+        return self._running and not self._stopping
+
+    @property
+    def router(self) -> APIRouter:
+        """The FastAPI router: /ws, /api/*, /healthz, /readyz, /metrics."""
+        if self._router is None:
+            from wirehub.web.routes import build_router
+
+            self._router = build_router(self)
+        return self._router
+
+    # -- handlers ------------------------------------------------------------------
+
+    def on(self, kind: str) -> Callable[[Handler], Handler]:
+        """Decorator: ``@hub.on("chat.typing")`` handles a custom frame type.
+
+        The handler gets ``(connection, frame)`` and may return a dict, sent back
+        as the reply (with the client's ``ref``), or raise a WirehubError, sent
+        as an ``error`` frame with its code.
+        """
+
+        def register(handler: Handler) -> Handler:
+            self.node.on(kind, handler)
+            return handler
+
+        return register
+
+    # -- server-side API -------------------------------------------------------------
+
+    async def publish(self, room: str, data: Any, *, sender: str = SERVER_ID) -> int:
+        """Publish ``data`` to ``room`` as the server; returns the message offset."""
+        return self.node.publish(room, sender, data)
+
+    async def send(self, client_id: str, data: Any, *, sender: str = SERVER_ID) -> None:
+        """Send ``data`` to one client as a ``direct`` frame; NotFound if not connected."""
+        if not self.node.send_direct(client_id, sender, data):
+            raise NotFound(f"client '{client_id}' is not connected", to=client_id)
+
+    async def broadcast(self, data: Any, *, sender: str = SERVER_ID) -> int:
+        """Send ``data`` to every connection as a ``broadcast`` frame; returns how many."""
+        return self.node.broadcast({"type": "broadcast", "from": sender, "data": data})
+
+    async def disconnect(self, client_id: str, reason: str = "disconnected by the server") -> None:
+        conn = self.node.clients.get(client_id)
+        if conn is None:
+            raise NotFound(f"client '{client_id}' is not connected", to=client_id)
+        self.node.disconnect(conn, CloseCode.KICKED, reason)
+
+    # Thread-safe forms: callable from any thread; they return a
+    # concurrent.futures.Future (do not wait on it from the hub's own loop).
+
+    def publish_threadsafe(self, room: str, data: Any) -> concurrent.futures.Future[int]:
+        return self._threadsafe(self.publish(room, data))
+
+    def send_threadsafe(self, client_id: str, data: Any) -> concurrent.futures.Future[None]:
+        return self._threadsafe(self.send(client_id, data))
+
+    def broadcast_threadsafe(self, data: Any) -> concurrent.futures.Future[int]:
+        return self._threadsafe(self.broadcast(data))
+
+    def _threadsafe(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        loop = self._loop
+        if loop is None or loop.is_closed() or not self._running:
+            coro.close()
+            raise WirehubError("the hub is not running")
+        return asyncio.run_coroutine_threadsafe(coro, loop)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: object = None) -> AsyncIterator[None]:
+        """``FastAPI(lifespan=hub.lifespan)``: start before serving, stop after."""
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    async def start(self) -> None:
+        with self._lock:
+            if self._running:
+                return
+            self._running = True
+        self._stopping = False
+        self._loop = asyncio.get_running_loop()
+        self.started_at = time.time()
+        hb = self.settings.heartbeat
+        if hb.interval > 0:
+            self._spawn(self._heartbeat_loop(hb.interval, hb.timeout), "heartbeat")
+        self._spawn(self._housekeeping_loop(), "housekeeping")
+        if self.settings.stats_interval > 0:
+            self._spawn(self._stats_loop(self.settings.stats_interval), "stats")
+        logger.info("hub %s started", self.node_id)
+
+    async def stop(self) -> None:
+        """Stop in order; idempotent. Logs a summary with counts."""
+        if not self._running or self._stopping:
+            return
+        self._stopping = True
+        # 1. Stop background loops (heartbeat, stats, housekeeping).
+        for task in self._tasks:
+            task.cancel()
+        cancelled = len(self._tasks)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        # 2. Tell clients we are going (1001), flushing their queues up to the drain timeout.
+        closed = await self.node.close_all(
+            CloseCode.GOING_AWAY, "hub shutting down", timeout=self.settings.shutdown.drain_timeout
+        )
+        self._running = False
+        logger.info(
+            "hub %s stopped: %d clients closed, %d loops cancelled, %d messages published, "
+            "%d deliveries, %d slow consumers",
+            self.node_id,
+            closed,
+            cancelled,
+            self.node.rooms.published,
+            self.node.rooms.deliveries,
+            self.node.slow_consumers,
+        )
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        self._tasks.append(asyncio.get_running_loop().create_task(coro, name=f"wirehub-{name}"))
+
+    async def _heartbeat_loop(self, interval: float, timeout: float) -> None:
+        ping = '{"type":"ping"}'
+        tick = max(0.05, min(interval, timeout) / 2)
+        while True:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            for conn in list(self.node.clients.values()):
+                if conn.kind != "ws":
+                    continue
+                if conn.ping_sent is not None:
+                    if now - conn.ping_sent > timeout:
+                        logger.info("[%s] heartbeat timeout, closing", conn.id)
+                        self.node.disconnect(conn, CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout")
+                elif now - conn.last_seen > interval:
+                    conn.ping_sent = now
+                    conn.send(ping)
+
+    async def _housekeeping_loop(self) -> None:
+        while True:
+            await asyncio.sleep(30)
+            dropped = self.node.rooms.collect(time.time())
+            if dropped:
+                logger.debug("dropped %d idle rooms", dropped)
+
+    async def _stats_loop(self, interval: float) -> None:
+        last_deliveries, last_published, last_at = 0, 0, time.monotonic()
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            rooms = self.node.rooms
+            elapsed = max(now - last_at, 1e-9)
+            snapshot = self.stats()
+            snapshot["deliveries_per_s"] = round((rooms.deliveries - last_deliveries) / elapsed, 1)
+            snapshot["published_per_s"] = round((rooms.published - last_published) / elapsed, 1)
+            last_deliveries, last_published, last_at = rooms.deliveries, rooms.published, now
+            target = rooms.find(STATS_ROOM)
+            if target is not None and target.members:
+                self.node.publish(STATS_ROOM, SERVER_ID, snapshot)
+
+    def readiness(self) -> dict[str, bool]:
+        """Named checks for ``/readyz``; every one must be true to take traffic."""
+        return {"hub": self.accepting}
+
+    def stats(self) -> dict[str, Any]:
+        node = self.node
+        return {
+            "node": self.node_id,
+            "uptime": round(time.time() - self.started_at, 1) if self.started_at else 0.0,
+            "connections": len(node.clients),
+            "rooms": len(node.rooms),
+            "published": node.rooms.published,
+            "deliveries": node.rooms.deliveries,
+            "slow_consumers": node.slow_consumers,
+            "errors": dict(node.errors),
+            "rss_bytes": _rss_bytes(),
+        }
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0

@@ -1,0 +1,79 @@
+"""Prometheus metrics for one hub, read from the core's plain counters at scrape time.
+
+The core counts with ints (no cost per frame beyond an addition); this
+collector turns them into metric families when ``/metrics`` is scraped. Each
+hub has its own registry, so several hubs in one process do not collide.
+"""
+
+from __future__ import annotations
+
+from collections import Counter as CounterType
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from wirehub.core.node import Node
+
+__all__ = ["HubMetrics"]
+
+
+class _NodeCollector(Collector):
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def collect(self) -> Iterator[Metric]:
+        node = self.node
+        by_kind: CounterType[str] = CounterType(c.kind for c in node.clients.values())
+        gauge = GaugeMetricFamily("wirehub_connections", "Open connections", labels=["kind"])
+        for kind in ("ws", "tcp"):
+            gauge.add_metric([kind], by_kind.get(kind, 0))
+        yield gauge
+        yield GaugeMetricFamily("wirehub_rooms", "Rooms held by this node", value=len(node.rooms))
+        yield CounterMetricFamily(
+            "wirehub_connections", "Connections accepted", value=node.connections_total
+        )
+        yield CounterMetricFamily(
+            "wirehub_frames_in", "Frames received from peers", value=node.frames_in
+        )
+        yield CounterMetricFamily(
+            "wirehub_bytes_in", "Bytes received from peers", value=node.bytes_in
+        )
+        yield CounterMetricFamily(
+            "wirehub_messages_published", "Messages published to rooms", value=node.rooms.published
+        )
+        yield CounterMetricFamily(
+            "wirehub_deliveries",
+            "Room messages and events queued to members",
+            value=node.rooms.deliveries,
+        )
+        yield CounterMetricFamily(
+            "wirehub_bytes_out",
+            "Bytes of room frames queued to members",
+            value=node.rooms.bytes_out,
+        )
+        yield CounterMetricFamily(
+            "wirehub_slow_consumer_disconnects",
+            "Peers closed because their outbound queue was full",
+            value=node.slow_consumers,
+        )
+        errors = CounterMetricFamily(
+            "wirehub_errors", "Error replies sent, by code", labels=["code"]
+        )
+        for code, count in sorted(node.errors.items()):
+            errors.add_metric([code], count)
+        yield errors
+
+
+class HubMetrics:
+    def __init__(self, node: Node) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(_NodeCollector(node))
+        self.fanout_seconds = Histogram(
+            "wirehub_fanout_seconds",
+            "Time to encode a publish and queue it to every member",
+            buckets=(1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1, 0.5),
+            registry=self.registry,
+        )
+        node.fanout_observer = self.fanout_seconds.observe

@@ -1,0 +1,66 @@
+"""Run a hub on uvicorn with wirehub's shutdown order.
+
+uvicorn alone closes WebSockets with 1012 and re-raises SIGTERM after its own
+shutdown (so the process dies of the signal). ``HubServer`` first stops
+accepting, then lets the hub close its clients with 1001 after draining their
+queues, then lets uvicorn finish; ``run`` returns normally so the CLI exits 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Generator
+
+import uvicorn
+
+from wirehub.hub import Hub
+from wirehub.settings import Settings
+from wirehub.web.app import create_app
+
+__all__ = ["HubServer", "build_server"]
+
+
+class HubServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, hub: Hub) -> None:
+        super().__init__(config)
+        self.hub = hub
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # 1. Stop accepting new connections.
+        for server in self.servers:
+            server.close()
+        # 2. Close our clients with 1001 after draining their queues.
+        await self.hub.stop()
+        # 3. uvicorn's own shutdown: remaining HTTP connections, lifespan.
+        await super().shutdown(sockets)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        with super().capture_signals():
+            yield
+            # A handled SIGTERM/SIGINT is a clean exit: do not re-raise it.
+            self._captured_signals.clear()
+
+
+def build_server(
+    settings: Settings, *, host: str | None = None, port: int | None = None
+) -> HubServer:
+    hub = Hub(settings)
+    app = create_app(hub)
+    srv = settings.server
+    config = uvicorn.Config(
+        app,
+        host=host or srv.host,
+        port=srv.port if port is None else port,
+        loop="uvloop",
+        http="httptools",
+        ws=srv.ws,
+        ws_max_size=srv.ws_max_size,
+        ws_per_message_deflate=srv.ws_per_message_deflate,
+        timeout_graceful_shutdown=srv.graceful_timeout,
+        log_config=None,
+        log_level=srv.log_level,
+        access_log=False,
+    )
+    return HubServer(config, hub)

@@ -1,0 +1,31 @@
+"""``create_app``: the standalone FastAPI app, built exactly as a library user would."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from wirehub.hub import Hub
+from wirehub.settings import Settings
+
+__all__ = ["create_app"]
+
+STATIC = Path(__file__).parent / "static"
+
+
+def create_app(settings: Settings | Hub | None = None) -> FastAPI:
+    hub = settings if isinstance(settings, Hub) else Hub(settings)
+    app = FastAPI(title="wirehub", version="0.1.0", lifespan=hub.lifespan)
+    app.state.hub = hub
+    app.include_router(hub.router)
+    if hub.settings.demo:
+        app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+        @app.get("/", include_in_schema=False)
+        async def index() -> FileResponse:
+            return FileResponse(STATIC / "index.html")
+
+    return app

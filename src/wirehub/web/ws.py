@@ -1,0 +1,136 @@
+"""The ``/ws`` endpoint as a raw ASGI app: handshake, reader loop, ASGI transport.
+
+Raw ASGI rather than Starlette's ``WebSocket`` wrapper: the reader loop is the
+hot path of every inbound frame and the writer is the hot path of every
+delivery, and neither needs the wrapper's state machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+from wirehub.core.connection import Connection
+from wirehub.core.protocol import CLIENT_ID_RE, CloseCode, encode
+from wirehub.errors import BadRequest
+
+if TYPE_CHECKING:
+    from wirehub.hub import Hub
+
+__all__ = ["ASGITransport", "WebSocketEndpoint"]
+
+logger = logging.getLogger("wirehub.ws")
+
+Scope = dict[str, Any]
+
+
+class ASGITransport:
+    """Connection transport over an ASGI WebSocket ``send`` callable."""
+
+    kind = "ws"
+    __slots__ = ("_reader", "_send", "aborted")
+
+    def __init__(self, send: Any, reader: asyncio.Task[Any] | None) -> None:
+        self._send = send
+        self._reader = reader
+        self.aborted = False
+
+    async def send(self, frame: str | bytes) -> None:
+        if isinstance(frame, str):
+            await self._send({"type": "websocket.send", "text": frame})
+        else:
+            await self._send({"type": "websocket.send", "bytes": frame})
+
+    async def close(self, code: int, reason: str) -> None:
+        await self._send({"type": "websocket.close", "code": code, "reason": reason[:120]})
+
+    def abort(self) -> None:
+        # ASGI gives no handle on the socket: end the app's reader, and the
+        # server closes the transport when the app returns.
+        self.aborted = True
+        if self._reader is not None and not self._reader.done():
+            self._reader.cancel()
+
+
+class WebSocketEndpoint:
+    """ASGI app for ``/ws?client_id=ID``."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        hub = self.hub
+        if not hub.accepting:
+            await send(
+                {"type": "websocket.close", "code": CloseCode.GOING_AWAY, "reason": "hub not ready"}
+            )
+            return
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        client_id = (query.get("client_id") or [""])[0] or hub.generate_client_id()
+        await send({"type": "websocket.accept"})
+        if not CLIENT_ID_RE.match(client_id):
+            await send(
+                {
+                    "type": "websocket.close",
+                    "code": CloseCode.BAD_CLIENT_ID,
+                    "reason": "invalid client_id: 1-128 of A-Z a-z 0-9 _ . : @ -",
+                }
+            )
+            return
+        transport = ASGITransport(send, asyncio.current_task())
+        client = scope.get("client") or ("?", 0)
+        conn = hub.new_connection(client_id, transport, peer=f"{client[0]}:{client[1]}")
+        node = hub.node
+        node.connect(conn)
+        conn.send(
+            encode(
+                {
+                    "type": "welcome",
+                    "client_id": client_id,
+                    "node": hub.node_id,
+                    "heartbeat": hub.settings.heartbeat.interval,
+                    "max_frame": hub.settings.limits.max_frame,
+                }
+            )
+        )
+        logger.debug("[%s] connected from %s", client_id, conn.meta["peer"])
+        try:
+            await self._read_loop(conn, receive)
+        except asyncio.CancelledError:
+            if not transport.aborted:
+                raise
+            # abort(): the peer did not take our close in time; return so the
+            # server drops the socket.
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+        finally:
+            node.transport_lost(conn)
+            logger.debug("[%s] disconnected (%s)", client_id, conn.close_code)
+
+    async def _read_loop(self, conn: Connection, receive: Any) -> None:
+        node = self.hub.node
+        binary = self.hub.binary_handler
+        while True:
+            message = await receive()
+            kind = message["type"]
+            if kind == "websocket.receive":
+                text = message.get("text")
+                if text is not None:
+                    await node.handle(conn, text)
+                else:
+                    data = message.get("bytes") or b""
+                    if binary is None:
+                        node.reject(
+                            conn, BadRequest("binary frame received but no upload is in progress")
+                        )
+                    else:
+                        await binary(conn, data)
+                # Fairness: give writers (and other readers) a turn between
+                # frames, even when many frames arrived in one read.
+                await asyncio.sleep(0)
+            elif kind == "websocket.disconnect":
+                return
