@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from wirehub.core.connection import Connection
 from wirehub.core.node import Handler, Node
@@ -34,7 +34,7 @@ from wirehub.settings import Settings
 if TYPE_CHECKING:
     from fastapi import APIRouter
 
-__all__ = ["STATS_ROOM", "Hub"]
+__all__ = ["CLIENTS_ROOM", "SERVER_ID", "STATS_ROOM", "Component", "Hub"]
 
 logger = logging.getLogger("wirehub.hub")
 
@@ -42,8 +42,29 @@ T = TypeVar("T")
 
 #: System room where the hub publishes a stats snapshot every ``stats_interval``.
 STATS_ROOM = "$hub.stats"
+#: System room with ``connect`` / ``disconnect`` events of every client.
+CLIENTS_ROOM = "$hub.clients"
 #: Sender id of messages published by the server itself (HTTP API, hub.publish).
 SERVER_ID = "$hub"
+
+
+class Component(Protocol):
+    """A part with a lifecycle (services, job runner, TCP bridges…).
+
+    Components start in registration order before the app takes requests and
+    stop in reverse order after it; a failing ``start`` stops the ones already
+    started and fails the hub's start with the component's error.
+    """
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def readiness(self) -> dict[str, bool]:
+        """Named checks for ``/readyz`` (all must be true)."""
+        ...
 
 
 def _policies(settings: Settings) -> list[RoomPolicy]:
@@ -88,6 +109,9 @@ class Hub:
         self._running = False
         self._stopping = False
         self._router: APIRouter | None = None
+        #: Started in this order by start(), stopped in reverse by stop().
+        self.components: list[Component] = []
+        self._started: list[Component] = []
         #: Called with (connection, bytes) for binary frames; None rejects them.
         self.binary_handler: Callable[[Connection, bytes], Coroutine[Any, Any, None]] | None = None
         self._lock = threading.Lock()
@@ -142,9 +166,16 @@ class Hub:
 
     # -- server-side API -------------------------------------------------------------
 
-    async def publish(self, room: str, data: Any, *, sender: str = SERVER_ID) -> int:
-        """Publish ``data`` to ``room`` as the server; returns the message offset."""
-        return self.node.publish(room, sender, data)
+    async def publish(
+        self, room: str, data: Any, *, sender: str = SERVER_ID, exclude: str | None = None
+    ) -> int:
+        """Publish ``data`` to ``room``; returns the message offset.
+
+        ``sender`` is the ``from`` members see (the server by default; a TCP
+        bridge passes its peer's id); ``exclude`` skips one member (no echo).
+        This is the one publish path for adapters and components.
+        """
+        return self.node.publish(room, sender, data, exclude=exclude)
 
     async def send(self, client_id: str, data: Any, *, sender: str = SERVER_ID) -> None:
         """Send ``data`` to one client as a ``direct`` frame; NotFound if not connected."""
@@ -199,6 +230,18 @@ class Hub:
         self._stopping = False
         self._loop = asyncio.get_running_loop()
         self.started_at = time.time()
+        self.node.on_connect = self._client_event
+        # 1. Components in order (services, jobs, bridges): all or nothing.
+        for component in self.components:
+            try:
+                await component.start()
+            except BaseException:
+                logger.error("start failed in %s; stopping what was started", component.name)
+                await self._stop_components()
+                self._running = False
+                raise
+            self._started.append(component)
+        # 2. Background loops.
         hb = self.settings.heartbeat
         if hb.interval > 0:
             self._spawn(self._heartbeat_loop(hb.interval, hb.timeout), "heartbeat")
@@ -222,6 +265,8 @@ class Hub:
         closed = await self.node.close_all(
             CloseCode.GOING_AWAY, "hub shutting down", timeout=self.settings.shutdown.drain_timeout
         )
+        # 3. Components in reverse order (bridges, jobs, services).
+        await self._stop_components()
         self._running = False
         logger.info(
             "hub %s stopped: %d clients closed, %d loops cancelled, %d messages published, "
@@ -233,6 +278,23 @@ class Hub:
             self.node.rooms.deliveries,
             self.node.slow_consumers,
         )
+
+    async def _stop_components(self) -> None:
+        while self._started:
+            component = self._started.pop()
+            try:
+                await component.stop()
+            except Exception:
+                logger.exception("error while stopping %s", component.name)
+
+    def _client_event(self, conn: Connection, event: str) -> None:
+        room = self.node.rooms.find(CLIENTS_ROOM)
+        if room is not None and room.members:
+            self.node.publish(
+                CLIENTS_ROOM,
+                SERVER_ID,
+                {"event": event, "client_id": conn.id, "kind": conn.kind, "node": self.node_id},
+            )
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks.append(asyncio.get_running_loop().create_task(coro, name=f"wirehub-{name}"))
@@ -278,7 +340,10 @@ class Hub:
 
     def readiness(self) -> dict[str, bool]:
         """Named checks for ``/readyz``; every one must be true to take traffic."""
-        return {"hub": self.accepting}
+        checks = {"hub": self.accepting}
+        for component in self.components:
+            checks.update(component.readiness())
+        return checks
 
     def stats(self) -> dict[str, Any]:
         node = self.node

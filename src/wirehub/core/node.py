@@ -77,6 +77,8 @@ class Node:
         self.slow_consumers = 0
         self.errors: Counter[str] = Counter()
         self.fanout_observer: Callable[[float], None] | None = None
+        #: Called with (connection, "connect" | "disconnect") as peers come and go.
+        self.on_connect: Callable[[Connection, str], None] | None = None
         self._builtin: dict[str, Callable[[Connection, Frame], Frame | None]] = {
             "join": self._on_join,
             "leave": self._on_leave,
@@ -112,26 +114,29 @@ class Node:
         self.clients[conn.id] = conn
         self.connections_total += 1
         conn.start()
+        if self.on_connect is not None:
+            self.on_connect(conn, "connect")
 
     def disconnect(self, conn: Connection, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Drop a peer from every room (presence ``leave``) and close it; idempotent."""
-        if self.clients.get(conn.id) is conn:
-            del self.clients[conn.id]
-        self.rooms.leave_all(conn)
         conn.close(code, reason)
+        self._forget(conn)
 
     def transport_lost(self, conn: Connection) -> None:
         """The adapter saw the socket go: forget the peer without a close handshake."""
-        if self.clients.get(conn.id) is conn:
-            del self.clients[conn.id]
-        self.rooms.leave_all(conn)
         conn.transport_lost()
+        self._forget(conn)
 
     def slow_consumer(self, conn: Connection) -> None:
         """``Connection.on_slow`` callback: count it and take it out of its rooms."""
         self.slow_consumers += 1
+        self._forget(conn)
+
+    def _forget(self, conn: Connection) -> None:
         if self.clients.get(conn.id) is conn:
             del self.clients[conn.id]
+            if self.on_connect is not None:
+                self.on_connect(conn, "disconnect")
         self.rooms.leave_all(conn)
 
     # -- inbound frames ----------------------------------------------------------
@@ -283,8 +288,7 @@ class Node:
         for conn in conns:
             conn.close(code, reason, drain=True)
         for conn in conns:
-            self.clients.pop(conn.id, None)
-            self.rooms.leave_all(conn)
+            self._forget(conn)
         if conns:
             await asyncio.wait(
                 [asyncio.ensure_future(c.wait_closed()) for c in conns], timeout=timeout
