@@ -165,7 +165,7 @@ class WSClient:
         with contextlib.suppress(Exception):
             while True:
                 await asyncio.wait_for(self.ws.recv(), timeout * FACTOR)
-        rcvd = self.ws.close_rcvd
+        rcvd = self.ws.protocol.close_rcvd
         return (rcvd.code, rcvd.reason) if rcvd else (None, "")
 
     async def close(self) -> None:
@@ -174,7 +174,11 @@ class WSClient:
 
 async def open_client(url: str, client_id: str | None = None, **kwargs: Any) -> WSClient:
     target = url if client_id is None else f"{url}?client_id={client_id}"
+    # max_queue=None: the client keeps reading even with frames left unread, so
+    # its close handshake completes at teardown (a slow-consumer test sets it).
+    kwargs.setdefault("max_queue", None)
     ws = await connect(target, open_timeout=TIMEOUT, max_size=2**24, **kwargs)
+
     client = WSClient(ws)
     client.welcome = await client.expect("welcome")
     return client
@@ -205,6 +209,15 @@ class HubProcess:
     def output(self) -> str:
         return "".join(self.lines)
 
+    def cleanup(self) -> None:
+        """Kill the process if it still runs and close its pipe."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stdout is not None and not self.proc.stdout.closed:
+            drain_output(self)
+            self.proc.stdout.close()
+
 
 def spawn_hub(config: Path | None = None, *, env: dict[str, str] | None = None) -> HubProcess:
     """Start ``python -m wirehub serve`` on a free port; return once it listens."""
@@ -223,6 +236,7 @@ def spawn_hub(config: Path | None = None, *, env: dict[str, str] | None = None) 
             break
     else:
         proc.wait()
+        proc.stdout.close()
         raise RuntimeError(f"hub exited with {proc.returncode}:\n{hp.output()}")
     return hp
 
@@ -230,5 +244,6 @@ def spawn_hub(config: Path | None = None, *, env: dict[str, str] | None = None) 
 def drain_output(hp: HubProcess) -> str:
     """After exit: collect the rest of the process output."""
     assert hp.proc.stdout is not None
-    hp.lines.extend(raw.decode(errors="replace") for raw in hp.proc.stdout)
+    if not hp.proc.stdout.closed:
+        hp.lines.extend(raw.decode(errors="replace") for raw in hp.proc.stdout)
     return hp.output()

@@ -9,6 +9,7 @@ queues, then lets uvicorn finish; ``run`` returns normally so the CLI exits 0.
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 from collections.abc import Generator
 
@@ -19,6 +20,8 @@ from wirehub.settings import Settings
 from wirehub.web.app import create_app
 
 __all__ = ["HubServer", "build_server"]
+
+logger = logging.getLogger("wirehub.server")
 
 
 class HubServer(uvicorn.Server):
@@ -32,7 +35,20 @@ class HubServer(uvicorn.Server):
             server.close()
         # 2. Close our clients with 1001 after draining their queues.
         await self.hub.stop()
-        # 3. uvicorn's own shutdown: remaining HTTP connections, lifespan.
+        # 3. A WebSocket still open now did not take its close frame in time
+        #    (a peer that stopped reading): drop it instead of waiting for it.
+        aborted = 0
+        for connection in list(self.server_state.connections):
+            if "websockets" in type(connection).__module__:
+                transport = getattr(connection, "transport", None)
+                if transport is not None and not transport.is_closing():
+                    transport.abort()
+                    aborted += 1
+        if aborted:
+            logger.info("dropped %d WebSocket connections that did not close in time", aborted)
+
+        # 4. uvicorn's own shutdown: remaining HTTP connections, lifespan.
+
         await super().shutdown(sockets)
 
     @contextlib.contextmanager

@@ -61,10 +61,11 @@ def encode(frame: Frame) -> str:
 
 def decode(payload: str | bytes, *, max_size: int) -> Frame:
     """Parse one client text frame; raise a :class:`WirehubError` with the precise reason."""
-    if len(payload) > max_size:
-        raise TooLarge(
-            f"frame of {len(payload)} bytes exceeds the limit of {max_size}", limit=max_size
-        )
+    size = len(payload)
+    if isinstance(payload, str) and size * 4 > max_size:
+        size = len(payload.encode())  # exact UTF-8 size only when it could matter
+    if size > max_size:
+        raise TooLarge(f"frame of {size} bytes exceeds the limit of {max_size}", limit=max_size)
     try:
         frame = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:

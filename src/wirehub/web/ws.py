@@ -54,6 +54,16 @@ class ASGITransport:
             self._reader.cancel()
 
 
+async def _deny(scope: Scope, send: Any, status: int, body: bytes) -> None:
+    """Refuse the handshake with an HTTP status (ASGI denial-response extension)."""
+    if "websocket.http.response" in scope.get("extensions", {}):
+        headers = [(b"content-type", b"application/json")]
+        await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:
+        await send({"type": "websocket.close", "code": CloseCode.POLICY})
+
+
 class WebSocketEndpoint:
     """ASGI app for ``/ws?client_id=ID``."""
 
@@ -66,10 +76,9 @@ class WebSocketEndpoint:
             return
         hub = self.hub
         if not hub.accepting:
-            await send(
-                {"type": "websocket.close", "code": CloseCode.GOING_AWAY, "reason": "hub not ready"}
-            )
+            await _deny(scope, send, 503, b'{"detail":"the hub is not accepting connections"}')
             return
+
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         client_id = (query.get("client_id") or [""])[0] or hub.generate_client_id()
         await send({"type": "websocket.accept"})

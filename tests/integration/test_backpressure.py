@@ -1,0 +1,94 @@
+"""Fan-out under pressure: slow consumers are cut loose, floods do not starve writers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from websockets.exceptions import ConnectionClosed
+
+from support import FACTOR, open_client
+
+BIG = "x" * 16_384
+
+
+async def test_a_client_that_stops_reading_is_closed_and_others_lose_nothing(hub_server, ws_client):
+    running = await hub_server(
+        limits={"queue_max_messages": 64, "queue_max_bytes": 512 * 1024, "close_timeout": 0.5}
+    )
+    healthy = await ws_client(running.ws, "healthy")
+    await healthy.request("join", room="feed")
+    # max_queue=1: the client library stops reading the socket after one
+    # unread frame, so TCP backpressure reaches the hub.
+    slow = await open_client(running.ws, "slow", max_queue=1)
+    await slow.request("join", room="feed")
+    await healthy.expect("presence", event="join", client_id="slow")
+    publisher = await ws_client(running.ws, "publisher")
+    await publisher.request("join", room="feed")
+    await healthy.expect("presence", event="join", client_id="publisher")
+
+    count = 1500
+    received: list[int] = []
+    leave_seen = asyncio.Event()
+
+    async def read_healthy() -> None:
+        while len(received) < count:
+            frame = await healthy.recv(timeout=20)
+            if frame["type"] == "message":
+                received.append(frame["data"]["n"])
+            elif frame["type"] == "presence" and frame["client_id"] == "slow":
+                assert frame["event"] == "leave"
+                leave_seen.set()
+
+    reader = asyncio.create_task(read_healthy())
+    for n in range(count):
+        await publisher.send(type="publish", room="feed", data={"n": n, "pad": BIG})
+        if n % 50 == 0:
+            await publisher.request("ping")  # keep the publisher itself in step
+    await asyncio.wait_for(reader, 30 * FACTOR)
+
+    assert received == list(range(count))  # every message, in order
+    assert leave_seen.is_set()
+    assert running.hub.node.slow_consumers == 1
+    assert "slow" not in running.hub.node.clients
+    async with httpx.AsyncClient(base_url=running.http) as http:
+        metrics = (await http.get("/metrics")).text
+        clients = [c["id"] for c in (await http.get("/api/clients")).json()]
+    assert "wirehub_slow_consumer_disconnects_total 1.0" in metrics
+    assert "slow" not in clients
+    # When the slow client finally reads, its stream ends: the hub closed it.
+    ended = False
+    try:
+        while True:
+            await asyncio.wait_for(slow.ws.recv(), 10 * FACTOR)
+    except ConnectionClosed as exc:
+        ended = True
+        assert exc.rcvd is None or exc.rcvd.code == 4001
+    assert ended
+    await slow.ws.close()
+
+
+async def test_a_burst_of_publishes_in_one_read_does_not_overflow_members(hub_server, ws_client):
+    # Queues hold 100 frames; 2 000 publishes arrive back to back. If the reader
+    # processed the whole burst before any writer ran, every member would
+    # overflow and be dropped as a slow consumer.
+    running = await hub_server(limits={"queue_max_messages": 100})
+    members = [await ws_client(running.ws, f"m{i}") for i in range(3)]
+    for member in members:
+        await member.request("join", room="burst")
+    flooder = await ws_client(running.ws, "flooder")
+    await flooder.request("join", room="burst")
+    frames = [f'{{"type":"publish","room":"burst","data":{n}}}' for n in range(2000)]
+    await asyncio.gather(*(flooder.ws.send(frame) for frame in frames))
+
+    async def collect(member) -> list[int]:
+        got = []
+        while len(got) < 2000:
+            frame = await member.recv(timeout=20)
+            if frame["type"] == "message":
+                got.append(frame["data"])
+        return got
+
+    results = await asyncio.gather(*(collect(m) for m in members))
+    assert all(r == list(range(2000)) for r in results)
+    assert running.hub.node.slow_consumers == 0
