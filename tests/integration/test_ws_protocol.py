@@ -226,3 +226,13 @@ async def test_a_stopped_hub_refuses_connections_with_503(hub):
         await open_client(hub.ws)
     assert info.value.response.status_code == 503
     assert b"not accepting connections" in info.value.response.body
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+async def test_permessage_deflate_is_off_unless_configured(hub_server, ws_client, enabled):
+    running = await hub_server(server={"ws_per_message_deflate": enabled})
+    client = await ws_client(running.ws, compression="deflate")
+    negotiated = [type(ext).__name__ for ext in client.ws.protocol.extensions]
+    assert (negotiated == ["PerMessageDeflate"]) is enabled
+    await client.request("join", room="z")
+    assert (await client.request("publish", room="z", data="x" * 1000))["offset"] == 1
