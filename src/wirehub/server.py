@@ -12,6 +12,8 @@ import contextlib
 import logging
 import socket
 from collections.abc import Generator
+from types import FrameType
+
 
 import uvicorn
 
@@ -28,6 +30,9 @@ class HubServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, hub: Hub) -> None:
         super().__init__(config)
         self.hub = hub
+        #: A shutdown signal arrived before the start finished.
+        self.interrupted = False
+
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         # 1. Stop accepting new connections.
@@ -51,8 +56,19 @@ class HubServer(uvicorn.Server):
 
         await super().shutdown(sockets)
 
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        if not self.started:
+            # uvicorn only sets should_exit; a required service that is still
+            # starting would hold the start until its ready_timeout.
+            self.interrupted = True
+            loop = self.hub._loop
+            if loop is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(self.hub.interrupt_start)
+
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
+
         with super().capture_signals():
             yield
             # A handled SIGTERM/SIGINT is a clean exit: do not re-raise it.

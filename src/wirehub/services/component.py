@@ -1,0 +1,95 @@
+"""``Services``: the hub component that starts every service in ``depends_on`` order.
+
+It is also the ``hub.services`` mapping (name → :class:`Service`). Start goes
+dependencies first; a required service (and any service something depends on)
+must be ready before the next one starts. If a required one fails, the ones
+already started are stopped and the hub's start fails with a message naming
+the service and its last lines. Stop goes in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+
+from wirehub.errors import NotFound
+from wirehub.services.spec import ServiceSpec, start_order
+from wirehub.services.supervisor import Publish, Service, ServiceError, ServiceState
+
+__all__ = ["Services"]
+
+logger = logging.getLogger("wirehub.services")
+
+
+class Services(Mapping[str, Service]):
+    """Every configured service, as a hub component and a read-only mapping."""
+
+    name = "services"
+
+    def __init__(self, specs: Iterable[ServiceSpec], *, publish: Publish | None = None) -> None:
+        ordered = start_order(specs)
+        self._services: dict[str, Service] = {s.name: Service(s, publish=publish) for s in ordered}
+        needed = {dep for s in ordered for dep in s.depends_on}
+        self._wait_for = {s.name for s in ordered if s.required or s.name in needed}
+
+    # -- Mapping ---------------------------------------------------------------------
+
+    def __getitem__(self, name: str) -> Service:
+        return self._services[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._services)
+
+    def __len__(self) -> int:
+        return len(self._services)
+
+    def get_service(self, name: str) -> Service:
+        """Like ``self[name]`` but NotFound (wire code ``not_found``) for unknown names."""
+        try:
+            return self._services[name]
+        except KeyError:
+            raise NotFound(f"no service named '{name}'", service=name) from None
+
+    # -- Component ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        started: list[Service] = []
+        try:
+            for service in self._services.values():
+                await service.start()
+                started.append(service)
+                if service.name not in self._wait_for:
+                    continue
+                try:
+                    await service.wait_ready()
+                except ServiceError as exc:
+                    if service.spec.required:
+                        logger.error("%s", exc)
+                        raise
+                    logger.warning("%s (not required: going on)", exc)
+                else:
+                    logger.info("service %s is ready", service.name)
+        except BaseException:
+            # All or nothing: stop what was started, in reverse order, even if cancelled.
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._close(reversed(started)))
+            raise
+
+    async def stop(self) -> None:
+        await self._close(reversed(list(self._services.values())))
+
+    async def _close(self, services: Iterable[Service]) -> None:
+        for service in services:
+            try:
+                await service.close()
+            except Exception:
+                logger.exception("error while stopping service %s", service.name)
+
+    def readiness(self) -> dict[str, bool]:
+        return {
+            f"service:{name}": s.state is ServiceState.READY
+            for name, s in self._services.items()
+            if s.spec.required
+        }
