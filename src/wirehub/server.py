@@ -14,7 +14,6 @@ import socket
 from collections.abc import Generator
 from types import FrameType
 
-
 import uvicorn
 
 from wirehub.hub import Hub
@@ -32,7 +31,6 @@ class HubServer(uvicorn.Server):
         self.hub = hub
         #: A shutdown signal arrived before the start finished.
         self.interrupted = False
-
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         # 1. Stop accepting new connections.
