@@ -7,6 +7,14 @@ from typing import Any
 
 import pytest
 
+from redis_support import (  # noqa: F401 - fixtures: redis-server, Celery worker, job hubs
+    celery_worker,
+    jobs_hub,
+    jobs_runner,
+    jobs_settings,
+    redis_server,
+    redis_url,
+)
 from support import RunningHub, WSClient, open_client, start_hub
 
 

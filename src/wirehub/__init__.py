@@ -19,6 +19,8 @@ from wirehub.errors import (
     WirehubError,
 )
 from wirehub.hub import Hub
+from wirehub.jobs import JobContext, job
+
 from wirehub.settings import Settings, load_settings
 
 __all__ = [
@@ -29,6 +31,8 @@ __all__ = [
     "Connection",
     "Forbidden",
     "Hub",
+    "JobContext",
+
     "LimitExceeded",
     "NotFound",
     "RateLimited",
@@ -37,6 +41,8 @@ __all__ = [
     "UnknownType",
     "WirehubError",
     "create_app",
+    "job",
+
     "load_settings",
 ]
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 import logging
+import sys
+import threading
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from websockets.exceptions import WebSocketException
 
 from wirehub.errors import ConfigError
 from wirehub.log import configure
@@ -53,9 +58,302 @@ def serve(
     bind = server.config.host
     if not _is_loopback(bind):
         logger.warning("binding to %s: the hub is reachable from the network", bind)
+        if settings.auth.mode == "none":
+            logger.warning(
+                "auth = 'none' on %s: anyone who reaches it may connect as any client id "
+                "and use the HTTP API; see docs/security.md",
+                bind,
+            )
     server.run()
-    if not server.started:
-        raise typer.Exit(1)
+    if not server.started and not server.interrupted:
+        raise typer.Exit(1)  # the start failed (the reason was logged)
+
+
+
+@app.command("tcp-send")
+def tcp_send(
+    target: Annotated[str, typer.Argument(help="HOST:PORT of a TCP bridge")],
+    wait: Annotated[
+        float, typer.Option(help="Seconds to keep printing replies after stdin ends")
+    ] = 1.0,
+) -> None:
+    """Send stdin lines to a TCP port and print every line that comes back."""
+    host, _, port = target.rpartition(":")
+    if not port.isdigit():
+        err.print(f"[red]error:[/red] expected HOST:PORT, got {target!r}", highlight=False)
+        raise typer.Exit(2)
+    try:
+        asyncio.run(_tcp_send(host or "127.0.0.1", int(port), wait))
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        err.print(f"[red]error:[/red] {target}: {exc.strerror or exc}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+async def _tcp_send(host: str, port: int, wait: float) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    err.print(f"connected to {host}:{port}; type lines, Ctrl-D to end", highlight=False)
+    loop = asyncio.get_running_loop()
+    lines: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def read_stdin() -> None:  # a daemon thread: never keeps the process alive
+        for line in sys.stdin.buffer:
+            loop.call_soon_threadsafe(lines.put_nowait, line)
+        loop.call_soon_threadsafe(lines.put_nowait, b"")
+
+    async def print_replies() -> None:
+        while line := await reader.readline():
+            sys.stdout.write(line.decode("utf-8", "replace"))
+            sys.stdout.flush()
+
+    threading.Thread(target=read_stdin, daemon=True, name="stdin").start()
+    printer = asyncio.create_task(print_replies())
+    while not printer.done():
+        getter = asyncio.ensure_future(lines.get())
+        await asyncio.wait([getter, printer], return_when=asyncio.FIRST_COMPLETED)
+        if not getter.done():
+            getter.cancel()
+            break
+        line = getter.result()
+        if not line:
+            with contextlib.suppress(TimeoutError, ConnectionError):
+                await asyncio.wait_for(asyncio.shield(printer), wait)
+            break
+        writer.write(line if line.endswith(b"\n") else line + b"\n")
+        await writer.drain()
+    if printer.done():
+        err.print("connection closed by the server", highlight=False)
+    printer.cancel()
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
+
+
+@app.command()
+def tail(
+    room: Annotated[str, typer.Argument(help="Room to follow, e.g. tcp:sensors or $bridges")],
+    url: Annotated[str, typer.Option(help="The hub's WebSocket URL")] = "ws://127.0.0.1:8000/ws",
+) -> None:
+    """Print a room's messages live, one JSON line each (Ctrl-C to stop)."""
+    try:
+        asyncio.run(_tail(room, url))
+    except KeyboardInterrupt:
+        pass
+    except (OSError, WebSocketException) as exc:
+        err.print(f"[red]error:[/red] {url}: {exc}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+async def _tail(room: str, url: str) -> None:
+    import orjson
+    from websockets.asyncio.client import connect
+
+    async with connect(url, max_size=2**24) as ws:
+        await ws.send(orjson.dumps({"type": "join", "room": room, "ref": "tail"}).decode())
+        async for raw in ws:
+            frame = orjson.loads(raw)
+            kind = frame.get("type")
+            if kind == "message":
+                sys.stdout.write(orjson.dumps(frame).decode() + "\n")
+                sys.stdout.flush()
+            elif kind == "joined":
+                err.print(f"joined {room} at offset {frame['offset']}", highlight=False)
+            elif kind == "ping":
+                await ws.send('{"type":"pong"}')
+            elif kind == "error":
+                err.print(f"[red]error:[/red] {frame.get('message')}", highlight=False)
+                raise typer.Exit(1)
+        err.print("connection closed by the hub", highlight=False)
+
+
+@app.command()
+def send(
+    room: Annotated[str, typer.Argument(help="Room to publish into")],
+    data: Annotated[str, typer.Argument(help="JSON value (anything else is sent as a string)")],
+    url: Annotated[str, typer.Option(help="The hub's WebSocket URL")] = "ws://127.0.0.1:8000/ws",
+    client_id: Annotated[str | None, typer.Option(help="Client id to send as")] = None,
+) -> None:
+    """Publish one message to a room and print its offset once the hub acknowledged it."""
+    import orjson
+
+    from wirehub.client import HubClient
+    from wirehub.errors import WirehubError
+
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        value = data
+
+    async def run() -> int:
+        async with HubClient(url, client_id=client_id, reconnect=False) as hub:
+            await hub.join(room)
+            return await hub.publish(room, value)
+
+    try:
+        offset = asyncio.run(run())
+    except WirehubError as exc:
+        err.print(f"[red]error:[/red] {exc.code}: {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    except (OSError, TimeoutError, WebSocketException) as exc:
+        err.print(f"[red]error:[/red] {url}: {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    print(f"published to {room} at offset {offset}")
+
+
+@app.command()
+def status(
+    url: Annotated[str, typer.Option(help="The hub's HTTP URL")] = "http://127.0.0.1:8000",
+) -> None:
+    """Tables of the hub's services, bridges, rooms and clients (from the REST API)."""
+    from wirehub.status import render_status
+
+    code = render_status(url, Console())
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
+def worker(config: ConfigOpt = None) -> None:
+    """Run a Celery worker for the configured job modules ([jobs] runner = "celery")."""
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    if not settings.redis_url:
+        err.print("[red]error:[/red] wirehub worker needs redis_url", highlight=False)
+        raise typer.Exit(2)
+    configure(settings.server.log_level)
+    from wirehub.jobs.celery import run_worker
+
+    run_worker(settings)
+
+
+ArgOpt = Annotated[
+    list[str] | None,
+    typer.Option("--arg", "-a", help="Job argument k=v (v is parsed as JSON when it can be)"),
+]
+WsUrlOpt = Annotated[str, typer.Option(help="The hub's WebSocket URL")]
+
+jobs_app = typer.Typer(help="Submit and follow background jobs.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
+
+
+def _job_args(pairs: list[str] | None) -> dict[str, object]:
+    import orjson
+
+    args: dict[str, object] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            err.print(f"[red]error:[/red] --arg expects k=v, got {pair!r}", highlight=False)
+            raise typer.Exit(2)
+        try:
+            args[key] = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            args[key] = raw
+    return args
+
+
+def _print_final(event: dict[str, object]) -> None:
+    """Print a job's result as JSON on stdout; exit 1 if it did not succeed."""
+    import orjson
+
+    if event.get("type") == "job.result":
+        sys.stdout.write(orjson.dumps(event.get("result")).decode() + "\n")
+        return
+    if event.get("type") == "upload.complete":
+        sys.stdout.write(orjson.dumps(event).decode() + "\n")
+        return
+    error = event.get("error") or {}
+    state = event.get("state", "failed")
+    err.print(f"[red]job {state}:[/red] {error}", highlight=False)
+    raise typer.Exit(1)
+
+
+def _run_client(coro_factory: object, url: str) -> dict[str, object]:
+    from wirehub.jobs.follow import JobError
+
+    try:
+        return asyncio.run(coro_factory())  # type: ignore[operator]
+    except JobError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    except (OSError, WebSocketException) as exc:
+        err.print(f"[red]error:[/red] {url}: {exc}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+@jobs_app.command("submit")
+def jobs_submit(
+    name: Annotated[str, typer.Argument(help="Job name")],
+    arg: ArgOpt = None,
+    follow: Annotated[bool, typer.Option(help="Show progress and print the result")] = False,
+    url: WsUrlOpt = "ws://127.0.0.1:8000/ws",
+) -> None:
+    """Submit a job; with --follow show a progress bar and print its result."""
+    from rich.progress import Progress
+
+    from wirehub.jobs.follow import submit_job
+
+    args = _job_args(arg)
+    with Progress(console=err, transient=True, disable=not follow) as bar:
+        task = bar.add_task(name, total=1.0)
+
+        def on_event(event: dict[str, object]) -> None:
+            if event.get("type") == "job.accepted":
+                err.print(f"job {event['job_id']} accepted", highlight=False)
+            elif event.get("type") == "job.progress":
+                message = event.get("message") or name
+                bar.update(task, completed=float(event["progress"]), description=str(message))  # type: ignore[arg-type]
+            elif event.get("type") == "job.output":
+                bar.console.print(event.get("data"), highlight=False)
+
+        final = _run_client(
+            lambda: submit_job(url, name, args, on_event=on_event, follow=follow), url
+        )
+    if follow:
+        _print_final(final)
+    else:
+        print(final["job_id"])
+
+
+@app.command()
+def upload(
+    file: Annotated[Path, typer.Argument(help="File to upload", exists=True, dir_okay=False)],
+    job: Annotated[str | None, typer.Option(help="Job to run on the uploaded file")] = None,
+    arg: ArgOpt = None,
+    url: WsUrlOpt = "ws://127.0.0.1:8000/ws",
+) -> None:
+    """Upload a file over WebSocket in chunks, then print its job's result."""
+    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+    from wirehub.jobs.follow import upload_file
+
+    args = _job_args(arg)
+    columns = (*Progress.get_default_columns()[:2], DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        sending = bar.add_task(f"upload {file.name}", total=file.stat().st_size)
+        working = None
+
+        def on_bytes(sent: int, total: int) -> None:
+            bar.update(sending, completed=sent)
+
+        def on_event(event: dict[str, object]) -> None:
+            nonlocal working
+            if event.get("type") == "upload.complete" and event.get("job_id"):
+                working = bar.add_task(f"job {job}", total=1.0)
+            elif event.get("type") == "job.progress" and working is not None:
+                bar.update(working, completed=float(event["progress"]))  # type: ignore[arg-type]
+
+        final = _run_client(
+            lambda: upload_file(
+                url, file, job=job, args=args, on_bytes=on_bytes, on_event=on_event
+            ),
+            url,
+        )
+    _print_final(final)
 
 
 def _is_loopback(host: str) -> bool:

@@ -7,6 +7,7 @@ Every error a peer can cause maps to a wire ``code`` that ends up in an
     ├── BadRequest               bad_request     malformed frame, ill-typed field
     │   └── UnknownType          unknown_type    a ``type`` nobody handles
     ├── NotFound                 not_found       unknown room, client, job
+    ├── Unauthorized             unauthorized    no valid credentials (token, API key)
     ├── Forbidden                forbidden       not allowed for this peer
     ├── TooLarge                 too_large       frame, payload or upload over its limit
     ├── LimitExceeded            limit_exceeded  rooms per connection, members per room
@@ -31,6 +32,7 @@ __all__ = [
     "NotFound",
     "RateLimited",
     "TooLarge",
+    "Unauthorized",
     "UnknownType",
     "WirehubError",
 ]
@@ -68,6 +70,11 @@ class UnknownType(BadRequest):
 class NotFound(WirehubError):
     code = "not_found"
     http_status = 404
+
+
+class Unauthorized(WirehubError):
+    code = "unauthorized"
+    http_status = 401
 
 
 class Forbidden(WirehubError):

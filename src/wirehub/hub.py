@@ -20,21 +20,32 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from wirehub.auth import Authorizer
+from wirehub.bridges import BridgeConfig, BridgeSet, TcpBridge
+from wirehub.brokers import create_broker
 from wirehub.core.connection import Connection
+from wirehub.core.interfaces import Broker
 from wirehub.core.node import Handler, Node
 from wirehub.core.protocol import CloseCode
+from wirehub.core.ratelimit import limit_per_client
 from wirehub.core.rooms import RoomPolicy
 from wirehub.errors import NotFound, WirehubError
+from wirehub.jobs.api import JobRunner
+from wirehub.jobs.component import Jobs
+from wirehub.jobs.local import LocalRunner
 from wirehub.metrics import HubMetrics
+from wirehub.services import Services, ServiceSpec
 from wirehub.settings import Settings
+from wirehub.uploads.manager import Uploads
+from wirehub.uploads.stores import SpoolStore
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
 
-__all__ = ["CLIENTS_ROOM", "SERVER_ID", "STATS_ROOM", "Component", "Hub"]
+__all__ = ["CLIENTS_ROOM", "SERVER_ID", "STATS_ROOM", "Component", "Hub", "StartInterrupted"]
 
 logger = logging.getLogger("wirehub.hub")
 
@@ -48,7 +59,14 @@ CLIENTS_ROOM = "$hub.clients"
 SERVER_ID = "$hub"
 
 
+class StartInterrupted(WirehubError):
+    """A shutdown signal arrived before the hub finished starting."""
+
+    code = "interrupted"
+
+
 class Component(Protocol):
+
     """A part with a lifecycle (services, job runner, TCP bridges…).
 
     Components start in registration order before the app takes requests and
@@ -103,6 +121,13 @@ class Hub:
             node_id=self.node_id,
         )
         self.metrics = HubMetrics(self.node)
+        #: Credentials and room grants (``[auth]``); no per-frame check with auth = "none".
+        self.auth = Authorizer.from_settings(self.settings.auth)
+        self.node.authorize = self.auth.authorize if self.auth.enabled else None
+        #: Offsets, history, presence and routing across nodes: in memory, or
+        #: Redis when ``redis_url`` is set (the distributed mode).
+        self.broker: Broker = self._build_broker()
+        self._remote: Broker | None = self.broker if self.broker.distributed else None
         self.started_at: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -115,6 +140,90 @@ class Hub:
         #: Called with (connection, bytes) for binary frames; None rejects them.
         self.binary_handler: Callable[[Connection, bytes], Coroutine[Any, Any, None]] | None = None
         self._lock = threading.Lock()
+        self._start_interrupt: asyncio.Event | None = None
+
+        # Services start first (before anything else) and stop last.
+        #: Supervised programs by name: ``hub.services["java"].client``.
+        self.services = Services(
+            [ServiceSpec.from_dict(s.model_dump()) for s in self.settings.services],
+            publish=self.publish,
+        )
+        self.components.insert(0, self.services)
+        if self._remote is not None:
+            # The broker starts before anything can publish, and stops last.
+            self.components.insert(0, self._remote)  # type: ignore[arg-type]
+        # Jobs and uploads start after services, before bridges.
+        self.jobs, self.uploads = self._build_jobs()
+        self.components += [self.jobs, self.uploads]
+        # TCP bridges start after services and jobs (registered above this line).
+        self._bridge_set = BridgeSet(
+            self,
+            [BridgeConfig(**b.model_dump()) for b in self.settings.bridges],
+            stats_interval=self.settings.stats_interval,
+            stop_timeout=self.settings.limits.close_timeout * 2,
+        )
+        #: Configured TCP bridges by name (``stats()`` on each).
+        self.bridges: Mapping[str, TcpBridge] = self._bridge_set.bridges
+        if self.bridges:
+            self.components.append(self._bridge_set)
+
+    def _build_broker(self) -> Broker:
+        """The memory broker, or the Redis one when ``redis_url`` is set."""
+        cfg = self.settings.redis
+        broker = create_broker(
+            self.node,
+            self.settings.redis_url,
+            prefix=cfg.prefix,
+            node_heartbeat=cfg.node_heartbeat,
+            node_ttl=cfg.node_ttl,
+            gap_timeout=cfg.gap_timeout,
+            op_timeout=cfg.op_timeout,
+            reconnect_cap=cfg.reconnect_cap,
+        )
+        if broker.distributed:
+            self.node.attach_broker(broker)
+        return broker
+
+    def _build_jobs(self) -> tuple[Jobs, Uploads]:
+        """The job runner named in ``[jobs]`` and the upload handler that feeds it."""
+        cfg, up = self.settings.jobs, self.settings.uploads
+        runner: JobRunner
+        if cfg.runner == "celery":
+            from wirehub.jobs.celery import CeleryRunner
+
+            runner = CeleryRunner.from_settings(self.settings)
+        else:
+            runner = LocalRunner(
+                concurrency=cfg.concurrency,
+                result_ttl=cfg.result_ttl,
+                cancel_grace=cfg.cancel_grace,
+            )
+        jobs = Jobs(
+            runner, publish=self.publish, send_frame=self.node.send_frame, modules=cfg.modules
+        )
+        store = SpoolStore(
+            up.dir,
+            expire_after=up.expire_after,
+            keep_after=up.keep_after,
+            shared=cfg.runner == "celery",
+        )
+        uploads = Uploads(
+            store,
+            jobs=jobs,
+            max_size=up.max_size,
+            chunk_size=up.chunk_size,
+            max_concurrent=up.max_concurrent,
+        )
+        per_minute = self.settings.limits.job_submits_per_minute
+        submit = jobs.ws_submit
+        if per_minute:
+            submit = limit_per_client(submit, per_minute, what="job submissions")
+        self.node.on("job.submit", submit)
+        self.node.on("job.cancel", jobs.ws_cancel)
+        self.node.on("upload.start", uploads.ws_start)
+        self.node.on("upload.finish", uploads.ws_finish)
+        self.binary_handler = uploads.binary
+        return jobs, uploads
 
     # -- building blocks for adapters ---------------------------------------------
 
@@ -175,16 +284,26 @@ class Hub:
         bridge passes its peer's id); ``exclude`` skips one member (no echo).
         This is the one publish path for adapters and components.
         """
-        return self.node.publish(room, sender, data, exclude=exclude)
+        if self._remote is None:
+            return self.node.publish(room, sender, data, exclude=exclude)
+        return await self._remote.publish(room, sender, data, exclude=exclude)
 
     async def send(self, client_id: str, data: Any, *, sender: str = SERVER_ID) -> None:
-        """Send ``data`` to one client as a ``direct`` frame; NotFound if not connected."""
-        if not self.node.send_direct(client_id, sender, data):
+        """Send ``data`` to one client (on any node) as a ``direct`` frame; NotFound if absent."""
+        if self._remote is None:
+            sent = self.node.send_direct(client_id, sender, data)
+        else:
+            frame = {"type": "direct", "from": sender, "data": data}
+            sent = await self._remote.send(client_id, frame)
+        if not sent:
             raise NotFound(f"client '{client_id}' is not connected", to=client_id)
 
     async def broadcast(self, data: Any, *, sender: str = SERVER_ID) -> int:
-        """Send ``data`` to every connection as a ``broadcast`` frame; returns how many."""
-        return self.node.broadcast({"type": "broadcast", "from": sender, "data": data})
+        """Send ``data`` to every connection (of every node) as a ``broadcast`` frame."""
+        frame = {"type": "broadcast", "from": sender, "data": data}
+        if self._remote is None:
+            return self.node.broadcast(frame)
+        return await self._remote.broadcast(frame)
 
     async def disconnect(self, client_id: str, reason: str = "disconnected by the server") -> None:
         conn = self.node.clients.get(client_id)
@@ -216,8 +335,15 @@ class Hub:
     @contextlib.asynccontextmanager
     async def lifespan(self, app: object = None) -> AsyncIterator[None]:
         """``FastAPI(lifespan=hub.lifespan)``: start before serving, stop after."""
-        await self.start()
         try:
+            await self.start()
+        except StartInterrupted as exc:
+            # The server is already on its way out: no traceback, nothing to serve.
+            logger.info("%s", exc)
+            yield
+            return
+        try:
+
             yield
         finally:
             await self.stop()
@@ -232,10 +358,12 @@ class Hub:
         self.started_at = time.time()
         self.node.on_connect = self._client_event
         # 1. Components in order (services, jobs, bridges): all or nothing.
+        self._start_interrupt = asyncio.Event()
         for component in self.components:
             try:
-                await component.start()
+                await self._interruptible(component.start(), component.name)
             except BaseException:
+
                 logger.error("start failed in %s; stopping what was started", component.name)
                 await self._stop_components()
                 self._running = False
@@ -279,7 +407,29 @@ class Hub:
             self.node.slow_consumers,
         )
 
+    def interrupt_start(self) -> None:
+        """Abandon a start in progress (a shutdown signal arrived while services start)."""
+        if self._start_interrupt is not None:
+            self._start_interrupt.set()
+
+    async def _interruptible(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        interrupt = self._start_interrupt
+        assert interrupt is not None
+        step = asyncio.ensure_future(coro)
+        waiter = asyncio.ensure_future(interrupt.wait())
+        try:
+            await asyncio.wait({step, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        if not step.done():
+            step.cancel()
+            with contextlib.suppress(BaseException):
+                await step
+            raise StartInterrupted(f"start interrupted by a shutdown signal while starting {name}")
+        step.result()
+
     async def _stop_components(self) -> None:
+
         while self._started:
             component = self._started.pop()
             try:

@@ -9,7 +9,10 @@ import pytest
 
 @pytest.fixture
 async def pair(hub_server, ws_client):
-    running = await hub_server(limits={"max_frame": 4096, "max_rooms_per_connection": 50})
+    # rate 0: these tests flood on purpose to reach the other limits (test_security covers the rate).
+    running = await hub_server(
+        limits={"max_frame": 4096, "max_rooms_per_connection": 50, "rate": 0}
+    )
     bystander = await ws_client(running.ws, "bystander")
     await bystander.request("join", room="r")
     client = await ws_client(running.ws, "client")

@@ -15,7 +15,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wirehub.core.connection import Connection
 from wirehub.core.protocol import (
@@ -37,6 +37,9 @@ from wirehub.errors import (
     UnknownType,
     WirehubError,
 )
+
+if TYPE_CHECKING:
+    from wirehub.core.interfaces import Broker
 
 __all__ = ["Handler", "Node"]
 
@@ -79,6 +82,13 @@ class Node:
         self.fanout_observer: Callable[[float], None] | None = None
         #: Called with (connection, "connect" | "disconnect") as peers come and go.
         self.on_connect: Callable[[Connection, str], None] | None = None
+        #: ``authorize(conn, action, room)`` raising Forbidden, for action in join,
+        #: publish, history (a join with ``since``) and presence; None: no checks.
+        self.authorize: Callable[[Connection, str, str], None] | None = None
+        #: The distributed broker, once attached; None in embedded mode, where
+        #: every built-in handler stays synchronous (no await per frame).
+        self.broker: Broker | None = None
+        self._async_builtins: frozenset[str] = frozenset()
         self._builtin: dict[str, Callable[[Connection, Frame], Frame | None]] = {
             "join": self._on_join,
             "leave": self._on_leave,
@@ -101,6 +111,22 @@ class Node:
         else:
             self._async_handlers.discard(kind)
 
+    def attach_broker(self, broker: Broker) -> None:
+        """Route join/publish/direct/presence through a distributed ``broker``.
+
+        Those handlers become async (they wait for Redis); an embedded hub
+        never calls this and keeps the synchronous fast path.
+        """
+        self.broker = broker
+        self.rooms.observer = broker
+        self._builtin.update(
+            join=self._on_join_remote,  # type: ignore[dict-item]
+            publish=self._on_publish_remote,  # type: ignore[dict-item]
+            direct=self._on_direct_remote,  # type: ignore[dict-item]
+            presence=self._on_presence_remote,  # type: ignore[dict-item]
+        )
+        self._async_builtins = frozenset({"join", "publish", "direct", "presence"})
+
     # -- connections -----------------------------------------------------------
 
     def connect(self, conn: Connection) -> None:
@@ -114,6 +140,8 @@ class Node:
         self.clients[conn.id] = conn
         self.connections_total += 1
         conn.start()
+        if self.broker is not None:
+            self.broker.client_changed(conn, True)
         if self.on_connect is not None:
             self.on_connect(conn, "connect")
 
@@ -137,7 +165,11 @@ class Node:
             del self.clients[conn.id]
             if self.on_connect is not None:
                 self.on_connect(conn, "disconnect")
-        self.rooms.leave_all(conn)
+            self.rooms.leave_all(conn)
+            if self.broker is not None:
+                self.broker.client_changed(conn, False)
+        else:
+            self.rooms.leave_all(conn)
 
     # -- inbound frames ----------------------------------------------------------
 
@@ -156,6 +188,8 @@ class Node:
             builtin = self._builtin.get(kind)
             if builtin is not None:
                 reply = builtin(conn, frame)
+                if kind in self._async_builtins:
+                    reply = await reply  # type: ignore[misc]
             else:
                 handler = self.handlers.get(kind)
                 if handler is None:
@@ -178,14 +212,28 @@ class Node:
 
     # -- built-in handlers -------------------------------------------------------
 
-    def _on_join(self, conn: Connection, frame: Frame) -> Frame | None:
+    def _join_args(self, conn: Connection, frame: Frame) -> tuple[str, int | None]:
         name = req_room(frame)
         since = opt_int(frame, "since")
+        if self.authorize is not None:
+            self.authorize(conn, "join", name)
+            if since is not None:
+                self.authorize(conn, "history", name)
         if name not in conn.rooms and len(conn.rooms) >= self.max_rooms_per_connection:
             raise LimitExceeded(
                 f"a connection may be in at most {self.max_rooms_per_connection} rooms",
                 limit=self.max_rooms_per_connection,
             )
+        return name, since
+
+    def _on_join(self, conn: Connection, frame: Frame) -> Frame | None:
+        name, since = self._join_args(conn, frame)
+        return self.join_local(conn, name, since, frame.get("ref"))
+
+    def join_local(
+        self, conn: Connection, name: str, since: int | None, ref: Any = None
+    ) -> Frame | None:
+        """Join on this node only; with ``since``, queue ``joined`` then the replay."""
         room, _ = self.rooms.join(conn, name)
         members = list(room.members)
         reply: Frame = {
@@ -200,7 +248,7 @@ class Node:
         replay = room.history.since(since)
         reply["recovered"] = replay.recovered
         reply["first_offset"] = replay.first_offset
-        if ref := frame.get("ref"):
+        if ref is not None:
             reply["ref"] = ref
         # joined first, then the missed messages, then live ones: all queued in
         # this same step, so nothing published meanwhile can slip in between.
@@ -215,7 +263,7 @@ class Node:
             raise NotFound(f"not a member of room '{name}'", room=name)
         return {"type": "left", "room": name}
 
-    def _on_publish(self, conn: Connection, frame: Frame) -> Frame:
+    def _publish_args(self, conn: Connection, frame: Frame) -> tuple[str, str | None]:
         name = req_room(frame)
         if "data" not in frame:
             raise BadRequest("missing field 'data'")
@@ -223,10 +271,15 @@ class Node:
             raise Forbidden(
                 f"room '{name}' is a system room: only the hub publishes there", room=name
             )
+        if self.authorize is not None:
+            self.authorize(conn, "publish", name)
         if self.publish_requires_join and name not in conn.rooms:
             raise Forbidden(f"join room '{name}' before publishing to it", room=name)
-        echo = frame.get("echo") is True
-        offset = self.publish(name, conn.id, frame["data"], exclude=None if echo else conn.id)
+        return name, None if frame.get("echo") is True else conn.id
+
+    def _on_publish(self, conn: Connection, frame: Frame) -> Frame:
+        name, exclude = self._publish_args(conn, frame)
+        offset = self.publish(name, conn.id, frame["data"], exclude=exclude)
         return {"type": "ack", "room": name, "offset": offset}
 
     def _on_direct(self, conn: Connection, frame: Frame) -> Frame:
@@ -239,8 +292,46 @@ class Node:
 
     def _on_presence(self, conn: Connection, frame: Frame) -> Frame:
         name = req_room(frame)
+        if self.authorize is not None:
+            self.authorize(conn, "presence", name)
         room = self.rooms.get(name)
         members = list(room.members)
+        return {
+            "type": "presence",
+            "room": name,
+            "members": members[:MAX_MEMBERS_LISTED],
+            "member_count": len(members),
+        }
+
+    # Distributed mode: the same frames, answered once the broker has spoken.
+
+    async def _on_join_remote(self, conn: Connection, frame: Frame) -> Frame | None:
+        name, since = self._join_args(conn, frame)
+        assert self.broker is not None
+        return await self.broker.join(conn, name, since, frame.get("ref"))
+
+    async def _on_publish_remote(self, conn: Connection, frame: Frame) -> Frame:
+        name, exclude = self._publish_args(conn, frame)
+        assert self.broker is not None
+        offset = await self.broker.publish(name, conn.id, frame["data"], exclude=exclude)
+        return {"type": "ack", "room": name, "offset": offset}
+
+    async def _on_direct_remote(self, conn: Connection, frame: Frame) -> Frame:
+        to = req_str(frame, "to", max_len=128)
+        if "data" not in frame:
+            raise BadRequest("missing field 'data'")
+        assert self.broker is not None
+        direct = {"type": "direct", "from": conn.id, "data": frame["data"]}
+        if not await self.broker.send(to, direct):
+            raise NotFound(f"client '{to}' is not connected", to=to)
+        return {"type": "ack", "to": to}
+
+    async def _on_presence_remote(self, conn: Connection, frame: Frame) -> Frame:
+        name = req_room(frame)
+        if self.authorize is not None:
+            self.authorize(conn, "presence", name)
+        assert self.broker is not None
+        members = list(await self.broker.members(name))
         return {
             "type": "presence",
             "room": name,
@@ -257,7 +348,14 @@ class Node:
     # -- server-side operations ----------------------------------------------------
 
     def publish(self, room: str, sender: str, data: Any, *, exclude: str | None = None) -> int:
-        """Append to the room's history and fan out; returns the message offset."""
+        """Append to the room's history and fan out; returns the message offset.
+
+        With a distributed broker this synchronous form cannot wait for the
+        offset: the publish is queued in order and 0 is returned.
+        """
+        if self.broker is not None:
+            self.broker.publish_nowait(room, sender, data, exclude=exclude)
+            return 0
         started = time.perf_counter()
         offset, _ = self.rooms.publish(room, sender, data, exclude=exclude)
         if self.fanout_observer is not None:
@@ -267,12 +365,22 @@ class Node:
     def send_direct(self, to: str, sender: str, data: Any) -> bool:
         target = self.clients.get(to)
         if target is None:
-            return False
+            return self._send_elsewhere(to, {"type": "direct", "from": sender, "data": data})
         return target.send(encode({"type": "direct", "from": sender, "data": data}))
 
     def send_frame(self, to: str, frame: Frame) -> bool:
+        """Queue ``frame`` to client ``to``; a client on another node gets it through the broker."""
         target = self.clients.get(to)
-        return target is not None and target.send(encode(frame))
+        if target is None:
+            return self._send_elsewhere(to, frame)
+        return target.send(encode(frame))
+
+    def _send_elsewhere(self, to: str, frame: Frame) -> bool:
+        # Not here: maybe on another node (sent without waiting; True = handed over).
+        if self.broker is None:
+            return False
+        self.broker.send_nowait(to, frame)
+        return True
 
     def broadcast(self, frame: Frame) -> int:
         encoded = encode(frame)

@@ -50,6 +50,7 @@ class CloseCode(IntEnum):
     SLOW_CONSUMER = 4001  # outbound queue full
     HEARTBEAT_TIMEOUT = 4002  # no answer to the server's ping in time
     KICKED = 4003  # disconnected through the API
+    RATE_LIMITED = 4029  # kept sending over its rate limit (persistent abuse)
     BAD_CLIENT_ID = 4400  # client_id in the query string is invalid
     REPLACED = 4409  # another connection took over this client_id
 

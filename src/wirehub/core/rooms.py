@@ -12,13 +12,16 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wirehub.core.connection import Connection
 from wirehub.core.protocol import encode, message_frame
 from wirehub.errors import LimitExceeded, NotFound
 
-__all__ = ["History", "Replay", "Room", "RoomPolicy", "RoomRegistry"]
+if TYPE_CHECKING:
+    from wirehub.core.interfaces import RoomObserver
+
+__all__ = ["History", "Replay", "Room", "RoomPolicy", "RoomRegistry", "presence_frame"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +138,9 @@ class RoomRegistry:
         self.deliveries = 0
         self.bytes_out = 0
         self.published = 0
+        #: Told of membership changes (a distributed broker's presence and
+        #: subscriptions); None in embedded mode, so fan-out never pays for it.
+        self.observer: RoomObserver | None = None
 
     def __contains__(self, name: str) -> bool:
         return name in self._rooms
@@ -180,10 +186,13 @@ class RoomRegistry:
             raise LimitExceeded(
                 f"room '{name}' is full ({room.policy.max_members} members)", room=name
             )
-        if room.presence_events() and room.members:
-            self._fanout(room, _presence_frame(name, "join", conn.id), exclude=None)
+        first = not room.members
+        if room.presence_events() and not first:
+            self._fanout(room, presence_frame(name, "join", conn.id), exclude=None)
         room.members[conn.id] = conn
         conn.rooms.add(name)
+        if self.observer is not None:
+            self.observer.joined(name, conn, first)
         return room, True
 
     def leave(self, conn: Connection, name: str) -> bool:
@@ -193,7 +202,9 @@ class RoomRegistry:
             return False
         del room.members[conn.id]
         if room.members and room.presence_events():
-            self._fanout(room, _presence_frame(name, "leave", conn.id), exclude=None)
+            self._fanout(room, presence_frame(name, "leave", conn.id), exclude=None)
+        if self.observer is not None:
+            self.observer.left(name, conn, not room.members)
         return True
 
     def leave_all(self, conn: Connection) -> list[str]:
@@ -222,6 +233,20 @@ class RoomRegistry:
         room.last_message_at = now
         self.published += 1
         return offset, self._fanout(room, frame, exclude=exclude)
+
+    def deliver(self, name: str, offset: int, frame: str, *, exclude: str | None = None) -> int:
+        """Fan out a message another node (or the broker) already sequenced.
+
+        The distributed mode's counterpart of :meth:`publish`: history lives
+        in the broker, so only the room's head offset is kept here.
+        """
+        room = self._rooms.get(name)
+        if room is None:
+            return 0
+        room.history.last_offset = offset
+        room.messages += 1
+        room.last_message_at = time.time()
+        return self._fanout(room, frame, exclude=exclude)
 
     def broadcast_frame(self, name: str, frame: str, *, exclude: str | None = None) -> int:
         """Fan out an already-encoded frame that is not part of history (events)."""
@@ -258,5 +283,5 @@ class RoomRegistry:
         return dropped
 
 
-def _presence_frame(room: str, event: str, client_id: str) -> str:
+def presence_frame(room: str, event: str, client_id: str) -> str:
     return encode({"type": "presence", "room": room, "event": event, "client_id": client_id})

@@ -8,6 +8,7 @@ import orjson
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
+from wirehub.core.interfaces import ClientRecord
 from wirehub.core.protocol import ROOM_RE
 from wirehub.errors import BadRequest, NotFound, WirehubError
 from wirehub.web.errors import http_error
@@ -39,6 +40,8 @@ class RoomSummary(BaseModel):
 class RoomDetail(RoomSummary):
     first_offset: int
     members: list[str]
+    #: Client id → id of the hub node it is connected to (every node's members).
+    member_nodes: dict[str, str] = {}
     presence_events: bool
 
 
@@ -56,7 +59,8 @@ class ClientInfo(BaseModel):
     node: str
     rooms: list[str]
     connected_at: float
-    queued: int
+    #: Frames waiting in its outbound queue (null for a client on another node).
+    queued: int | None = None
     peer: str | None = None
 
 
@@ -70,15 +74,15 @@ def build_api_router(hub: Hub) -> APIRouter:
     router = APIRouter(prefix="/api")
     node = hub.node
 
-    def client_info(conn: Any) -> ClientInfo:
+    def client_info(record: ClientRecord) -> ClientInfo:
         return ClientInfo(
-            id=conn.id,
-            kind=conn.kind,
-            node=hub.node_id,
-            rooms=sorted(conn.rooms),
-            connected_at=conn.connected_at,
-            queued=conn.queued,
-            peer=conn.meta.get("peer"),
+            id=record.id,
+            kind=record.kind,
+            node=record.node,
+            rooms=list(record.rooms),
+            connected_at=record.connected_at,
+            queued=record.queued,
+            peer=record.peer,
         )
 
     @router.get("/rooms", tags=["rooms"])
@@ -104,14 +108,13 @@ def build_api_router(hub: Hub) -> APIRouter:
     ) -> HistoryPage:
         _check_room(room)
         try:
-            target = node.rooms.get(room)
+            offset, replay = await hub.broker.history(room, since, limit)
         except WirehubError as exc:
             raise http_error(exc) from None
-        replay = target.history.since(since)
         messages = [orjson.loads(frame) for frame in replay.frames[:limit]]
         return HistoryPage(
             room=room,
-            offset=target.offset,
+            offset=offset,
             first_offset=replay.first_offset,
             recovered=replay.recovered,
             messages=messages,
@@ -121,29 +124,39 @@ def build_api_router(hub: Hub) -> APIRouter:
     async def room_detail(room: str) -> RoomDetail:
         _check_room(room)
         try:
-            target = node.rooms.get(room)
+            members = await hub.broker.members(room)
+            if hub.broker.distributed:
+                offset, replay = await hub.broker.history(room, 0, 1)
+                first_offset = replay.first_offset
+            else:
+                offset = node.rooms.get(room).offset
+                first_offset = node.rooms.get(room).history.first_offset
         except WirehubError as exc:
             raise http_error(exc) from None
+        target = node.rooms.find(room)
+        policy = node.rooms.policy_for(room)
+        presence = target.presence_events() if target else policy.presence_events is not False
         return RoomDetail(
-            name=target.name,
-            offset=target.offset,
-            first_offset=target.history.first_offset,
-            member_count=len(target.members),
-            members=sorted(target.members),
-            messages=target.messages,
-            presence_events=target.presence_events(),
+            name=room,
+            offset=offset,
+            first_offset=first_offset,
+            member_count=len(members),
+            members=sorted(members),
+            member_nodes=members,
+            messages=target.messages if target else 0,
+            presence_events=presence,
         )
 
     @router.get("/clients", tags=["clients"])
     async def list_clients() -> list[ClientInfo]:
-        return [client_info(c) for c in node.clients.values()]
+        return [client_info(c) for c in await hub.broker.clients()]
 
     @router.get("/clients/{client_id}", tags=["clients"])
     async def get_client(client_id: str) -> ClientInfo:
-        conn = node.clients.get(client_id)
-        if conn is None:
-            raise http_error(NotFound(f"client '{client_id}' is not connected"))
-        return client_info(conn)
+        for record in await hub.broker.clients():
+            if record.id == client_id:
+                return client_info(record)
+        raise http_error(NotFound(f"client '{client_id}' is not connected"))
 
     @router.post("/clients/{client_id}/send", tags=["clients"], status_code=202)
     async def send(client_id: str, body: DataBody) -> dict[str, str]:

@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 
 from wirehub.hub import Hub
 from wirehub.settings import Settings
+from wirehub.web.security import add_cors
 
 __all__ = ["create_app"]
 
@@ -21,11 +22,19 @@ def create_app(settings: Settings | Hub | None = None) -> FastAPI:
     app = FastAPI(title="wirehub", version="0.1.0", lifespan=hub.lifespan)
     app.state.hub = hub
     app.include_router(hub.router)
+    auth = hub.settings.auth
+    add_cors(app, auth.cors_origins, allow_credentials=auth.cors_allow_credentials)
     if hub.settings.demo:
         app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
         @app.get("/", include_in_schema=False)
         async def index() -> FileResponse:
+            """The live dashboard (a wirehub client of the system rooms)."""
             return FileResponse(STATIC / "index.html")
+
+        @app.get("/chat", include_in_schema=False)
+        async def chat() -> FileResponse:
+            """The chat page: rooms, presence, history, direct messages, recovery."""
+            return FileResponse(STATIC / "chat.html")
 
     return app

@@ -14,7 +14,9 @@ from urllib.parse import parse_qs
 
 from wirehub.core.connection import Connection
 from wirehub.core.protocol import CLIENT_ID_RE, CloseCode, encode
+from wirehub.core.ratelimit import FrameLimiter
 from wirehub.errors import BadRequest
+from wirehub.web.handshake import HandshakeGate, Refused
 
 if TYPE_CHECKING:
     from wirehub.hub import Hub
@@ -54,10 +56,16 @@ class ASGITransport:
             self._reader.cancel()
 
 
-async def _deny(scope: Scope, send: Any, status: int, body: bytes) -> None:
+async def _deny(
+    scope: Scope,
+    send: Any,
+    status: int,
+    body: bytes,
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
     """Refuse the handshake with an HTTP status (ASGI denial-response extension)."""
     if "websocket.http.response" in scope.get("extensions", {}):
-        headers = [(b"content-type", b"application/json")]
+        headers = [(b"content-type", b"application/json"), *(extra_headers or [])]
         await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
         await send({"type": "websocket.http.response.body", "body": body})
     else:
@@ -69,6 +77,13 @@ class WebSocketEndpoint:
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
+        limits = hub.settings.limits
+        #: Origin, connections per IP and credentials, checked before accepting.
+        self.gate = HandshakeGate(
+            hub.auth,
+            allowed_origins=hub.settings.auth.allowed_origins,
+            max_per_ip=limits.max_connections_per_ip,
+        )
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         message = await receive()
@@ -80,7 +95,22 @@ class WebSocketEndpoint:
             return
 
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        client_id = (query.get("client_id") or [""])[0] or hub.generate_client_id()
+        try:
+            admission = self.gate.admit(scope, query)
+        except Refused as refused:
+            body = encode({"detail": refused.error.to_wire()}).encode()
+            await _deny(scope, send, refused.status, body, refused.headers())
+            return
+        try:
+            await self._serve(scope, receive, send, admission.client_id, admission.principal)
+        finally:
+            self.gate.release(admission)
+
+    async def _serve(
+        self, scope: Scope, receive: Any, send: Any, client_id: str | None, principal: Any
+    ) -> None:
+        hub = self.hub
+        client_id = client_id or hub.generate_client_id()
         await send({"type": "websocket.accept"})
         if not CLIENT_ID_RE.match(client_id):
             await send(
@@ -94,6 +124,8 @@ class WebSocketEndpoint:
         transport = ASGITransport(send, asyncio.current_task())
         client = scope.get("client") or ("?", 0)
         conn = hub.new_connection(client_id, transport, peer=f"{client[0]}:{client[1]}")
+        if principal is not None:
+            conn.meta["principal"] = principal
         node = hub.node
         node.connect(conn)
         conn.send(
@@ -123,10 +155,37 @@ class WebSocketEndpoint:
     async def _read_loop(self, conn: Connection, receive: Any) -> None:
         node = self.hub.node
         binary = self.hub.binary_handler
+        limits = self.hub.settings.limits
+        limiter = (
+            FrameLimiter(
+                limits.rate,
+                limits.burst,
+                abuse_limit=limits.abuse_limit,
+                abuse_window=limits.abuse_window,
+            )
+            if limits.rate > 0
+            else None
+        )
         while True:
             message = await receive()
             kind = message["type"]
             if kind == "websocket.receive":
+                if limiter is not None and not limiter.allow():
+                    # Over the rate: dropped unread (no ref), answered with rate_limited;
+                    # persistent abuse closes the connection (4029). Frames that
+                    # arrive while the close is under way are ignored.
+                    if conn.close_code is None:
+                        node.reject(conn, limiter.error())
+                        if limiter.abusive:
+                            logger.info(
+                                "[%s] closed: %d frames over the rate limit",
+                                conn.id,
+                                limiter.rejected,
+                            )
+                            node.disconnect(
+                                conn, CloseCode.RATE_LIMITED, "too many frames over the rate limit"
+                            )
+                    continue
                 text = message.get("text")
                 if text is not None:
                     await node.handle(conn, text)

@@ -1,0 +1,1 @@
+"""Baseline servers the fan-out benchmark compares wirehub with."""

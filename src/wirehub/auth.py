@@ -1,0 +1,294 @@
+"""Who a peer is and what it may do: JWT verification, API keys, room grants.
+
+No web imports: the WebSocket handshake and the HTTP API (``wirehub.web``) call
+:meth:`Authorizer.authenticate` with the bearer credential they found, and the
+node calls :meth:`Authorizer.authorize` (installed as ``node.authorize``) on
+join, publish, presence and history. Refusals raise :class:`Unauthorized`
+(no or bad credentials, HTTP 401) or :class:`Forbidden` (``forbidden``).
+
+Grants, from the token's claims (patterns are :mod:`fnmatch` patterns)::
+
+    {"sub": "alice", "exp": ..., "rooms": ["chat:*", "sensors"],   # every action
+     "join": ["news"], "publish": ["chat:alice"], "history": ["chat:*"],
+     "admin": false}
+
+``presence`` uses the ``join`` grants. System rooms (``$...``: services, jobs,
+bridges, stats) match only patterns that themselves start with ``$`` (so
+``"*"`` never opens them), or an admin. ``admin: true`` and API keys allow
+everything, including the HTTP API. A ``policy = "module:function"`` replaces
+the grants: ``function(principal, action, room) -> bool``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hmac
+import importlib
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jwt
+
+from wirehub.core.protocol import CLIENT_ID_RE
+from wirehub.errors import ConfigError, Forbidden, Unauthorized
+
+if TYPE_CHECKING:
+    from wirehub.core.connection import Connection
+
+__all__ = ["ACTIONS", "Authorizer", "Principal", "load_policy"]
+
+logger = logging.getLogger("wirehub.auth")
+
+#: What the node asks about; ``presence`` is checked against the join grants.
+ACTIONS = ("join", "publish", "history", "presence")
+
+Policy = Callable[["Principal", str, str], bool]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated peer: its client id, how it proved it, and its grants."""
+
+    client_id: str | None
+    #: ``jwt``, ``api_key`` or ``anonymous`` (auth = "none").
+    via: str = "anonymous"
+    admin: bool = False
+    grants: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    claims: Mapping[str, Any] = field(default_factory=dict)
+
+    def allows(self, action: str, room: str) -> bool:
+        """Grant check alone (no policy function)."""
+        if self.admin:
+            return True
+        patterns = self.grants.get("join" if action == "presence" else action, ())
+        system = room.startswith("$")
+        for pattern in patterns:
+            if system and not pattern.startswith("$"):
+                continue
+            if fnmatch.fnmatchcase(room, pattern):
+                return True
+        return False
+
+
+def load_policy(spec: str) -> Policy:
+    """Import ``"module:function"``; ConfigError when it is not there."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"auth.policy: cannot import {spec!r}: {exc}") from None
+    if not callable(target):
+        raise ConfigError(f"auth.policy: {spec!r} is not callable")
+    return target  # type: ignore[no-any-return]
+
+
+def _patterns(value: Any, claim: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+        raise Unauthorized(f"claim '{claim}' must be a list of room patterns")
+    return tuple(value)
+
+
+class Authorizer:
+    """Verifies credentials and answers "may this peer do that in this room?".
+
+    Built from ``[auth]`` by :meth:`from_settings`; with ``mode = "none"`` and no
+    policy, :attr:`enabled` is False and the hub installs no check at all.
+    """
+
+    def __init__(
+        self,
+        *,
+        mode: str = "none",
+        secret: str | None = None,
+        algorithms: Iterable[str] = ("HS256",),
+        public_key: str | None = None,
+        jwks: Mapping[str, Any] | None = None,
+        audience: str | None = None,
+        issuer: str | None = None,
+        leeway: float = 0.0,
+        require_exp: bool = True,
+        default_rooms: Iterable[str] = (),
+        api_keys: Iterable[str] = (),
+        policy: Policy | None = None,
+    ) -> None:
+        self.mode = mode
+        self._secret = secret
+        self.algorithms = [a for a in algorithms if a.lower() != "none"]
+        self._public_key = public_key
+        self._jwks: dict[str, jwt.PyJWK] = {}
+        self._jwk_single: jwt.PyJWK | None = None
+        if jwks is not None:
+            keys = jwt.PyJWKSet.from_dict(dict(jwks)).keys
+            self._jwks = {k.key_id: k for k in keys if k.key_id}
+            self._jwk_single = keys[0] if len(keys) == 1 else None
+        self.audience = audience
+        self.issuer = issuer
+        self.leeway = leeway
+        self.require = ["sub", "exp"] if require_exp else ["sub"]
+        self.default_rooms = tuple(default_rooms)
+        self._api_keys = [k.encode() for k in api_keys if k]
+        self.policy = policy
+        self.refused = 0
+
+    @classmethod
+    def from_settings(cls, section: Any) -> Authorizer:
+        """From an ``AuthSettings`` (duck-typed: this module does not import settings)."""
+        public_key = jwks = None
+        try:
+            if section.public_key_file:
+                public_key = Path(section.public_key_file).read_text()
+            if section.jwks_file:
+                jwks = json.loads(Path(section.jwks_file).read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"auth: cannot read the key file: {exc}") from None
+        try:
+            return cls(
+                mode=section.mode,
+                secret=section.secret.get_secret_value() if section.secret else None,
+                algorithms=section.algorithms,
+                public_key=public_key,
+                jwks=jwks,
+                audience=section.audience,
+                issuer=section.issuer,
+                leeway=section.leeway,
+                require_exp=section.require_exp,
+                default_rooms=section.default_rooms,
+                api_keys=[k.get_secret_value() for k in section.api_keys],
+                policy=load_policy(section.policy) if section.policy else None,
+            )
+        except jwt.PyJWTError as exc:
+            raise ConfigError(f"auth.jwks_file: not a usable JWKS: {exc}") from None
+
+    def __repr__(self) -> str:  # never show keys
+        return (
+            f"Authorizer(mode={self.mode!r}, algorithms={self.algorithms}, "
+            f"api_keys={len(self._api_keys)}, policy={self.policy is not None})"
+        )
+
+    # -- state -----------------------------------------------------------------
+
+    @property
+    def required(self) -> bool:
+        """A WebSocket handshake needs a credential."""
+        return self.mode != "none"
+
+    @property
+    def enabled(self) -> bool:
+        """Room actions are checked (token grants or a policy function)."""
+        return self.mode != "none" or self.policy is not None
+
+    @property
+    def api_protected(self) -> bool:
+        """The HTTP API needs an API key or an admin token."""
+        return self.mode != "none" or bool(self._api_keys)
+
+    # -- authentication ------------------------------------------------------------
+
+    def authenticate(self, credential: str | None, client_id: str | None = None) -> Principal:
+        """A bearer credential → Principal; raises :class:`Unauthorized`.
+
+        An API key is an admin whose client id is the one asked for
+        (``client_id``); a JWT's client id is its ``sub``.
+        """
+        if not credential:
+            raise Unauthorized("a token is required (Authorization: Bearer or ?token=)")
+        if self.is_api_key(credential):
+            return Principal(client_id=client_id, via="api_key", admin=True)
+        if self.mode != "jwt":
+            raise Unauthorized("invalid API key")
+        return self.verify_jwt(credential)
+
+    def is_api_key(self, credential: str) -> bool:
+        given = credential.encode()
+        # compare_digest on every key: the time taken does not tell which one nearly matched.
+        found = False
+        for key in self._api_keys:
+            found |= hmac.compare_digest(given, key)
+        return found
+
+    def verify_jwt(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+            alg = header.get("alg")
+            if alg not in self.algorithms:
+                raise Unauthorized(f"token algorithm {alg!r} is not accepted")
+            claims = jwt.decode(
+                token,
+                self._key_for(alg, header.get("kid")),
+                algorithms=[alg],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options={"require": self.require, "verify_aud": self.audience is not None},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("token expired") from None
+        except jwt.PyJWTError as exc:
+            raise Unauthorized(f"invalid token: {exc}") from None
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not CLIENT_ID_RE.match(sub):
+            raise Unauthorized("token 'sub' is not a valid client id")
+        rooms = _patterns(claims.get("rooms"), "rooms") + self.default_rooms
+        grants = {
+            action: rooms + _patterns(claims.get(action), action)
+            for action in ("join", "publish", "history")
+        }
+        return Principal(
+            client_id=sub,
+            via="jwt",
+            admin=claims.get("admin") is True,
+            grants=grants,
+            claims=claims,
+        )
+
+    def _key_for(self, alg: str, kid: Any) -> Any:
+        if alg.startswith("HS"):
+            if self._secret is None:
+                raise Unauthorized(f"no secret configured for {alg}")
+            return self._secret
+        if self._jwks:
+            jwk = self._jwks.get(kid) if isinstance(kid, str) else None
+            if jwk is None:
+                jwk = self._jwk_single
+            if jwk is None:
+                raise Unauthorized(f"no key with kid {kid!r} in the JWKS")
+            return jwk.key
+        if self._jwk_single is not None:
+            return self._jwk_single.key
+        if self._public_key is None:
+            raise Unauthorized(f"no public key configured for {alg}")
+        return self._public_key
+
+    # -- authorization ---------------------------------------------------------------
+
+    def allows(self, principal: Principal, action: str, room: str) -> bool:
+        if self.policy is not None:
+            try:
+                return bool(self.policy(principal, action, room))
+            except Exception:
+                logger.exception(
+                    "auth policy failed for %s %s %s", principal.client_id, action, room
+                )
+                return False
+        if self.mode == "none":
+            return True
+        return principal.allows(action, room)
+
+    def authorize(self, conn: Connection, action: str, room: str) -> None:
+        """``node.authorize``: raise Forbidden unless ``conn`` may do ``action`` in ``room``."""
+        principal = conn.meta.get("principal")
+        if not isinstance(principal, Principal):
+            principal = Principal(client_id=conn.id)
+        if not self.allows(principal, action, room):
+            self.refused += 1
+            raise Forbidden(f"not allowed to {action} room '{room}'", room=room, action=action)

@@ -1,0 +1,1004 @@
+"""The Redis broker: several hub nodes share offsets, history, presence and clients.
+
+How a message travels (one Lua script, so its steps are atomic and ordered):
+
+1. ``INCR`` the room's offset, ``XADD`` the encoded frame to the room's
+   stream (id ``<offset>-0``, trimmed by length and age) and ``PUBLISH`` it on
+   the room's channel with the publishing node's id.
+2. The publishing node applies it to its own members when the script returns;
+   every other node subscribed to the room applies it when the channel
+   delivers it; each node drops its own echo (socketio's ``host_id`` filter).
+3. Each node delivers a room's messages strictly in offset order, once: a
+   message that arrives ahead of a missing offset waits (``gap_timeout``),
+   then the missing ones are read back from the stream; those no longer there
+   become a ``gap`` notice to the room's members.
+
+A node subscribes to a room's channel only while the room has local members.
+Presence and the client registry are Redis hashes written by their node; each
+node refreshes a heartbeat deadline in ``P:nodes`` and removes the members of
+nodes whose deadline passed (sending their ``leave`` events).
+
+Outage: publishes fall back to this node's members (``offset: null``,
+``"local": true``), ``readiness()`` is false, and a supervisor reconnects with
+:func:`wirehub.backoff.backoff`, resubscribes, rewrites this node's presence,
+replays what the stream holds, and sends ``gap`` notices where messages may
+be missing (docs/protocol.md, "Distributed mode").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from wirehub.backoff import backoff
+from wirehub.brokers.keys import Keys
+from wirehub.core.interfaces import ClientRecord
+from wirehub.core.protocol import CloseCode, Frame, encode
+from wirehub.core.rooms import Replay, presence_frame
+from wirehub.errors import NotFound, WirehubError
+
+if TYPE_CHECKING:
+    from wirehub.core.connection import Connection
+    from wirehub.core.node import Node
+
+__all__ = ["RedisBroker"]
+
+logger = logging.getLogger("wirehub.broker")
+
+#: Members listed in a ``joined`` reply (as in embedded mode).
+MAX_MEMBERS_LISTED = 1000
+#: Operations waiting for Redis before new ones are dropped (and counted).
+MAX_PENDING_OPS = 100_000
+
+# KEYS: offset, stream. ARGV: frame head (ends with '"offset":'), maxlen,
+# ttl ms, node id, exclude, channel.
+PUBLISH_SCRIPT = """
+local off = redis.call('INCR', KEYS[1])
+local frame = ARGV[1] .. off .. '}'
+local maxlen = tonumber(ARGV[2])
+if maxlen > 0 then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local cutoff = now - tonumber(ARGV[3])
+  redis.pcall('XADD', KEYS[2], 'MAXLEN', maxlen, off .. '-0', 't', now, 'x', ARGV[5], 'f', frame)
+  local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1]
+  if oldest and tonumber(oldest[2][2]) < cutoff then
+    local keep = off .. '-0'
+    for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 256)) do
+      if tonumber(e[2][2]) >= cutoff then keep = e[1]; break end
+    end
+    redis.call('XTRIM', KEYS[2], 'MINID', keep)
+  end
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+end
+local tab = '\\t'
+redis.call('PUBLISH', ARGV[6], 'M' .. tab .. ARGV[4] .. tab .. ARGV[5] .. tab .. off .. tab .. frame)
+return off
+"""
+
+# Delete a hash field only if it still names this node (a client may have moved).
+DELETE_IF_SCRIPT = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
+"""
+
+# Raise a counter to at least ARGV[1] (offsets after Redis lost its data).
+SET_MAX_SCRIPT = """
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if cur < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]); return tonumber(ARGV[1]) end
+return cur
+"""
+
+_FAILURES = (RedisError, OSError, TimeoutError)
+
+
+@dataclass(eq=False)
+class _RoomSync:
+    """Delivery state of one room on this node (exists while it has local members)."""
+
+    name: str
+    channel: str
+    #: Last offset delivered here; None until the first sync with Redis.
+    delivered: int | None = None
+    #: Messages that arrived ahead of a missing offset (or while held).
+    pending: dict[int, tuple[str, str | None]] = field(default_factory=dict)
+    #: Joins in progress hold delivery so ``joined`` + replay come first.
+    paused: int = 0
+    subscribed: bool = False
+    synced: bool = False
+    ready: asyncio.Future[None] | None = None
+    gap_timer: asyncio.TimerHandle | None = None
+    #: ``delivered`` when the broker was lost (gap notices on resync).
+    outage_offset: int | None = None
+
+
+class RedisBroker:
+    """A :class:`wirehub.core.interfaces.Broker` over one Redis server."""
+
+    name = "redis"
+    distributed = True
+
+    def __init__(
+        self,
+        node: Node,
+        url: str,
+        *,
+        prefix: str = "wirehub",
+        node_heartbeat: float = 2.0,
+        node_ttl: float = 10.0,
+        gap_timeout: float = 1.0,
+        op_timeout: float = 5.0,
+        reconnect_cap: float = 10.0,
+    ) -> None:
+        self.node = node
+        self.node_id = node.node_id
+        self._node_b = self.node_id.encode()
+        self.url = url
+        self.keys = Keys(prefix)
+        self.node_heartbeat = node_heartbeat
+        self.node_ttl = node_ttl
+        self.gap_timeout = gap_timeout
+        self.op_timeout = op_timeout
+        self.reconnect_cap = reconnect_cap
+        # No hidden retries: a lost connection must surface here, so that the
+        # resubscribe and resync below happen (a silent reconnect loses messages).
+        self._redis = aioredis.Redis.from_url(
+            url,
+            socket_connect_timeout=op_timeout,
+            socket_timeout=op_timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+        self._publish = self._redis.register_script(PUBLISH_SCRIPT)
+        self._delete_if = self._redis.register_script(DELETE_IF_SCRIPT)
+        self._set_max = self._redis.register_script(SET_MAX_SCRIPT)
+        self._rooms: dict[str, _RoomSync] = {}
+        self._by_channel: dict[bytes, _RoomSync] = {}
+        self._confirm: dict[bytes, asyncio.Future[None]] = {}
+        self._local_only: set[str] = set()
+        self._ops: asyncio.Queue[tuple[Callable[..., Awaitable[Any]], tuple[Any, ...]]] = (
+            asyncio.Queue()
+        )
+        self._pubsub: Any = None
+        self._broken = asyncio.Event()
+        self._connected = False
+        self._started = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._channel_node = self.keys.node_channel(self.node_id)
+        # Counters (stats, shutdown summary).
+        self.outages = 0
+        self.gaps = 0
+        self.dropped_ops = 0
+        self.reaped = 0
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._run(), name="wirehub-redis-session"),
+            loop.create_task(self._op_loop(), name="wirehub-redis-ops"),
+            loop.create_task(self._heartbeat_loop(), name="wirehub-redis-heartbeat"),
+        ]
+        try:
+            await asyncio.wait_for(self._started.wait(), self.op_timeout)
+        except TimeoutError:
+            await self.stop()
+            raise WirehubError(f"cannot reach Redis at {_safe_url(self.url)}") from None
+
+    async def stop(self) -> None:
+        """Flush queued writes, take this node out of Redis, close; idempotent."""
+        if not self._tasks:
+            return
+        # 1. Let queued presence/registry writes (the clients' leaves) go out.
+        if self._connected:
+            with contextlib.suppress(*_FAILURES):
+                await asyncio.wait_for(self._flush(), self.op_timeout)
+        # 2. Stop the loops.
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        # 3. Remove what this node registered (members left already, above).
+        if self._connected:
+            with contextlib.suppress(*_FAILURES):
+                await self._deregister()
+        self._connected = False
+        for st in self._rooms.values():
+            if st.gap_timer is not None:
+                st.gap_timer.cancel()
+        with contextlib.suppress(*_FAILURES):
+            await self._redis.aclose()
+        logger.info(
+            "redis broker stopped: %d outages, %d gaps, %d dead nodes reaped, %d ops dropped",
+            self.outages,
+            self.gaps,
+            self.reaped,
+            self.dropped_ops,
+        )
+
+    def readiness(self) -> dict[str, bool]:
+        return {"redis": self._connected}
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    # -- the session: connect, subscribe, resync, read -------------------------------
+
+    async def _run(self) -> None:
+        delays = backoff(initial=0.1, cap=self.reconnect_cap)
+        first = True
+        while True:
+            reason = "connection closed"
+            try:
+                await self._session(first)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._lost(exc)
+                reason = f"{type(exc).__name__}: {exc}"
+            if self._session_ok:
+                # It worked for a while: start the backoff over.
+                delays = backoff(initial=0.1, cap=self.reconnect_cap)
+                first = False
+            delay = next(delays)
+            logger.warning("redis unreachable (%s); reconnecting in %.2fs", reason, delay)
+            await asyncio.sleep(delay)
+
+    _session_ok = False
+
+    async def _session(self, first: bool) -> None:
+        self._session_ok = False
+        self._broken.clear()
+        pubsub = self._redis.pubsub()
+        self._pubsub = pubsub
+        self._confirm.clear()
+        reader: asyncio.Task[None] | None = None
+        try:
+            for st in self._rooms.values():
+                st.synced = False
+                st.subscribed = False
+            await self._subscribe_many(
+                pubsub, [self._channel_node, self.keys.broadcast], wait=False
+            )
+            reader = asyncio.get_running_loop().create_task(self._read(pubsub))
+            await self._wait_confirmed(reader)
+            # Rooms joined meanwhile: subscribe until none is missing, then
+            # mark connected with no await in between (no join can slip by).
+            while missing := [st for st in self._rooms.values() if not st.subscribed]:
+                await self._subscribe_many(pubsub, [st.channel for st in missing], wait=False)
+                for st in missing:
+                    st.subscribed = True
+                await self._wait_confirmed(reader)
+            self._connected = True
+            await self._register()
+            for st in list(self._rooms.values()):
+                if self._rooms.get(st.name) is st:
+                    await self._sync_room(st, outage=not first)
+            self._local_only.clear()
+            self._session_ok = True
+            self._started.set()
+            logger.info(
+                "%s redis at %s as node %s (%d rooms)",
+                "connected to" if first else "reconnected to",
+                _safe_url(self.url),
+                self.node_id,
+                len(self._rooms),
+            )
+            broken = asyncio.get_running_loop().create_task(self._broken.wait())
+            try:
+                await asyncio.wait([reader, broken], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                broken.cancel()
+            if reader.done() and reader.exception() is not None:
+                raise reader.exception()  # type: ignore[misc]
+            raise ConnectionError("redis connection lost")
+        finally:
+            if reader is not None:
+                reader.cancel()
+                with contextlib.suppress(BaseException):
+                    await reader
+            self._pubsub = None
+            with contextlib.suppress(BaseException):
+                await pubsub.aclose()
+
+    async def _subscribe_many(self, pubsub: Any, channels: list[str], *, wait: bool) -> None:
+        loop = asyncio.get_running_loop()
+        futures = []
+        for channel in channels:
+            fut: asyncio.Future[None] = loop.create_future()
+            self._confirm[channel.encode()] = fut
+            futures.append(fut)
+        await pubsub.subscribe(*channels)
+        if wait:
+            await asyncio.wait_for(asyncio.gather(*futures), self.op_timeout)
+
+    async def _wait_confirmed(self, reader: asyncio.Task[None]) -> None:
+        waiting = [f for f in self._confirm.values() if not f.done()]
+        if not waiting:
+            return
+        confirmed = asyncio.gather(*waiting)
+        done, _ = await asyncio.wait(
+            [reader, confirmed], timeout=self.op_timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if confirmed not in done:
+            confirmed.cancel()
+            if reader in done:
+                reader.result()
+                raise ConnectionError("redis subscription ended")
+            raise TimeoutError("redis did not confirm the subscriptions in time")
+
+    async def _read(self, pubsub: Any) -> None:
+        async for message in pubsub.listen():
+            try:
+                self._on_message(message)
+            except Exception:
+                logger.exception("bad message from redis: %r", message)
+
+    def _lost(self, exc: BaseException) -> None:
+        """Redis failed: deliver locally from now on and let the session reconnect."""
+        self._broken.set()
+        if not self._connected:
+            return
+        self._connected = False
+        self.outages += 1
+        logger.warning(
+            "redis connection lost (%s): delivering on this node only until it is back",
+            exc or type(exc).__name__,
+        )
+        for st in self._rooms.values():
+            st.synced = False
+            if st.outage_offset is None:
+                st.outage_offset = st.delivered
+
+    # -- inbound pub/sub ---------------------------------------------------------------
+
+    def _on_message(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "subscribe":
+            fut = self._confirm.pop(message["channel"], None)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+            return
+        if kind != "message":
+            return
+        data: bytes = message["data"]
+        tag = data[:1]
+        if tag == b"M":
+            st = self._by_channel.get(message["channel"])
+            if st is None:
+                return
+            _, node, exclude, offset, frame = data.split(b"\t", 4)
+            if node == self._node_b:
+                return  # our own: applied when the script returned
+            self._apply(st, int(offset), frame.decode(), exclude.decode() or None)
+        elif tag in (b"P", b"G"):
+            st = self._by_channel.get(message["channel"])
+            if st is None:
+                return
+            _, node, frame = data.split(b"\t", 2)
+            if node == self._node_b:
+                return
+            room = self.node.rooms.find(st.name)
+            if room is not None and (tag == b"G" or room.presence_events()):
+                if tag == b"G":
+                    self.gaps += 1
+                self.node.rooms.broadcast_frame(st.name, frame.decode())
+        elif tag == b"D":
+            _, to, frame = data.split(b"\t", 2)
+            conn = self.node.clients.get(to.decode())
+            if conn is not None:
+                conn.send(frame.decode())
+        elif tag == b"K":
+            conn = self.node.clients.get(data[2:].decode())
+            if conn is not None:
+                logger.info("[%s] connected to another node; closing it here", conn.id)
+                self.node.disconnect(
+                    conn, CloseCode.REPLACED, "replaced by a new connection with this client_id"
+                )
+        elif tag == b"B":
+            _, node, frame = data.split(b"\t", 2)
+            if node != self._node_b:
+                text = frame.decode()
+                for conn in list(self.node.clients.values()):
+                    conn.send(text)
+
+    # -- ordered delivery ----------------------------------------------------------------
+
+    def _apply(self, st: _RoomSync, offset: int, frame: str, exclude: str | None) -> None:
+        delivered = st.delivered
+        if st.synced and not st.paused and delivered is not None and offset == delivered + 1:
+            st.delivered = offset
+            self.node.rooms.deliver(st.name, offset, frame, exclude=exclude)
+            if st.pending:
+                self._drain(st)
+            return
+        if delivered is not None and offset <= delivered:
+            return  # already delivered (our echo, or replayed from the stream)
+        st.pending[offset] = (frame, exclude)
+        if st.synced and not st.paused:
+            self._drain(st)
+
+    def _drain(self, st: _RoomSync) -> None:
+        if not st.synced or st.paused or st.delivered is None:
+            return
+        pending = st.pending
+        for stale in [o for o in pending if o <= st.delivered]:
+            del pending[stale]
+        deliver = self.node.rooms.deliver
+        while pending:
+            item = pending.pop(st.delivered + 1, None)
+            if item is None:
+                if st.gap_timer is None:
+                    st.gap_timer = asyncio.get_running_loop().call_later(
+                        self.gap_timeout, self._gap_due, st
+                    )
+                return
+            st.delivered += 1
+            deliver(st.name, st.delivered, item[0], exclude=item[1])
+
+    def _gap_due(self, st: _RoomSync) -> None:
+        st.gap_timer = None
+        if self._rooms.get(st.name) is st and st.pending and self._connected:
+            self._enqueue(self._fill, st)
+
+    async def _fill(self, st: _RoomSync) -> None:
+        """Read the offsets missing before the pending ones back from the stream."""
+        if not st.pending or st.delivered is None or not st.synced:
+            return
+        await self._catch_up(st, min(st.pending) - 1)
+        self._drain(st)
+
+    async def _catch_up(self, st: _RoomSync, upto: int) -> None:
+        """Deliver offsets ``delivered+1..upto`` from the stream; a ``gap`` for the rest."""
+        assert st.delivered is not None
+        start = st.delivered + 1
+        if upto < start:
+            return
+        entries = await self._redis.xrange(
+            self.keys.stream(st.name), f"{start}-0", f"{upto}-0", count=upto - start + 1
+        )
+        deliver = self.node.rooms.deliver
+        for entry_id, fields in entries:
+            offset = _entry_offset(entry_id)
+            if offset <= st.delivered:
+                continue
+            if offset != st.delivered + 1:
+                self._gap(st, st.delivered + 1, offset - 1, "history_trimmed")
+            st.delivered = offset
+            deliver(st.name, offset, fields[b"f"].decode(), exclude=_exclude(fields))
+        if st.delivered < upto:
+            self._gap(st, st.delivered + 1, upto, "history_trimmed")
+            st.delivered = upto
+
+    def _gap(self, st: _RoomSync, first: int, last: int | None, reason: str) -> None:
+        self.gaps += 1
+        frame: Frame = {"type": "gap", "room": st.name, "reason": reason}
+        if last is not None:
+            frame["from_offset"], frame["to_offset"] = first, last
+        logger.warning("room %s: gap (%s) %s..%s", st.name, reason, first, last)
+        self.node.rooms.broadcast_frame(st.name, encode(frame))
+
+    async def _sync_room(self, st: _RoomSync, *, outage: bool) -> None:
+        """Align ``st`` with Redis (first subscribe or after a reconnect), then release it."""
+        r = self._redis
+        current = int(await r.get(self.keys.offset(st.name)) or 0)
+        if st.delivered is None:
+            st.delivered = current
+        elif current < st.delivered:
+            # Redis lost its data: keep offsets growing and say so.
+            await self._set_max(keys=[self.keys.offset(st.name)], args=[st.delivered])
+            st.pending.clear()
+            self._gap(st, current + 1, None, "broker_reset")
+        elif current > st.delivered:
+            await self._catch_up(st, current)
+        if outage:
+            marker = int(await r.get(self.keys.gap(st.name)) or 0)
+            if st.name in self._local_only:
+                # Our members saw messages no other node got: mark and tell them.
+                last = max(current, st.delivered)
+                gap = encode(
+                    {"type": "gap", "room": st.name, "offset": last, "reason": "broker_outage"}
+                )
+                async with r.pipeline(transaction=False) as pipe:
+                    pipe.set(self.keys.gap(st.name), max(marker, last))
+                    pipe.pexpire(self.keys.gap(st.name), self._ttl_ms(st.name))
+                    pipe.publish(st.channel, f"G\t{self.node_id}\t{gap}")
+                    await pipe.execute()
+            if st.outage_offset is not None and marker >= st.outage_offset:
+                self._gap(st, st.outage_offset + 1, None, "broker_outage")
+        st.outage_offset = None
+        st.synced = True
+        if st.ready is not None and not st.ready.done():
+            st.ready.set_result(None)
+        self._drain(st)
+
+    # -- publishing --------------------------------------------------------------------------
+
+    async def publish(self, room: str, sender: str, data: Any, *, exclude: str | None) -> int:
+        ts = time.time()
+        head = encode({"type": "message", "room": room, "from": sender, "data": data, "ts": ts})
+        head = head[:-1] + ',"offset":'
+        if self._connected:
+            policy = self.node.rooms.policy_for(room)
+            try:
+                offset = int(
+                    await self._publish(
+                        keys=[self.keys.offset(room), self.keys.stream(room)],
+                        args=[
+                            head,
+                            policy.history_size,
+                            self._ttl_ms(room),
+                            self.node_id,
+                            exclude or "",
+                            self.keys.room_channel(room),
+                        ],
+                    )
+                )
+            except _FAILURES as exc:
+                self._lost(exc)
+            else:
+                self.node.rooms.published += 1
+                st = self._rooms.get(room)
+                if st is not None:
+                    self._apply(st, offset, f"{head}{offset}}}", exclude)
+                return offset
+        # Degraded: this node's members only, without an offset.
+        self._local_only.add(room)
+        self.node.rooms.published += 1
+        self.node.rooms.broadcast_frame(room, f'{head}null,"local":true}}', exclude=exclude)
+        return 0
+
+    def publish_nowait(self, room: str, sender: str, data: Any, *, exclude: str | None) -> None:
+        self._enqueue(self._publish_op, room, sender, data, exclude)
+
+    async def _publish_op(self, room: str, sender: str, data: Any, exclude: str | None) -> None:
+        await self.publish(room, sender, data, exclude=exclude)
+
+    def _ttl_ms(self, room: str) -> int:
+        return max(1, int(self.node.rooms.policy_for(room).history_ttl * 1000))
+
+    # -- joining and membership ----------------------------------------------------------------
+
+    def _state(self, room: str) -> _RoomSync:
+        st = self._rooms.get(room)
+        if st is None:
+            channel = self.keys.room_channel(room)
+            st = _RoomSync(room, channel, ready=asyncio.get_running_loop().create_future())
+            self._rooms[room] = st
+            self._by_channel[channel.encode()] = st
+        return st
+
+    def _drop_state(self, st: _RoomSync) -> None:
+        if self._rooms.get(st.name) is st:
+            del self._rooms[st.name]
+            self._by_channel.pop(st.channel.encode(), None)
+        if st.gap_timer is not None:
+            st.gap_timer.cancel()
+            st.gap_timer = None
+
+    async def join(
+        self, conn: Connection, room: str, since: int | None, ref: Any = None
+    ) -> Frame | None:
+        st = self._state(room)
+        st.paused += 1
+        try:
+            try:
+                self.node.rooms.join(conn, room)
+            except WirehubError:
+                local = self.node.rooms.find(room)
+                if local is None or not local.members:
+                    self._drop_state(st)
+                raise
+            reply = None
+            if self._connected:
+                try:
+                    assert st.ready is not None
+                    await asyncio.wait_for(asyncio.shield(st.ready), self.op_timeout)
+                    await asyncio.wait_for(self._flush(), self.op_timeout)
+                    reply, frames = await self._joined(st, since)
+                except _FAILURES as exc:
+                    if not isinstance(exc, TimeoutError):
+                        self._lost(exc)
+            if reply is None:
+                reply, frames = self._joined_locally(st, since)
+            if ref is not None:
+                reply["ref"] = ref
+            # joined, then the replay, then (below, on release) live messages.
+            conn.send(encode(reply))
+            for frame in frames:
+                conn.send(frame)
+            return None
+        finally:
+            st.paused -= 1
+            if not st.paused:
+                self._drain(st)
+
+    async def _joined(self, st: _RoomSync, since: int | None) -> tuple[Frame, list[str]]:
+        head = st.delivered or 0
+        members = await self._redis.hkeys(self.keys.presence(st.name))
+        names = [m.decode() for m in members]
+        reply: Frame = {
+            "type": "joined",
+            "room": st.name,
+            "offset": head,
+            "members": names[:MAX_MEMBERS_LISTED],
+            "member_count": len(names),
+        }
+        frames: list[str] = []
+        if since is not None:
+            replay = await self._replay(st.name, since, head, None)
+            reply["recovered"], reply["first_offset"] = replay.recovered, replay.first_offset
+            frames = replay.frames
+        return reply, frames
+
+    def _joined_locally(self, st: _RoomSync, since: int | None) -> tuple[Frame, list[str]]:
+        room = self.node.rooms.get(st.name)
+        head = st.delivered if st.delivered is not None else room.offset
+        members = list(room.members)
+        reply: Frame = {
+            "type": "joined",
+            "room": st.name,
+            "offset": head,
+            "members": members[:MAX_MEMBERS_LISTED],
+            "member_count": len(members),
+        }
+        if since is not None:
+            # History is in Redis, out of reach: only "nothing missed" is certain.
+            reply["recovered"] = False
+            reply["first_offset"] = head + 1
+        return reply, []
+
+    async def _replay(self, room: str, since: int, head: int, limit: int | None) -> Replay:
+        """Messages after ``since`` up to ``head`` from the stream, and whether that is all."""
+        r = self._redis
+        # A node that delivered messages locally during an outage marked the
+        # offset it resynced at: whoever had seen no later offset may have missed them.
+        marker = await r.get(self.keys.gap(room))
+        lost_in_outage = marker is not None and since <= int(marker)
+        if since >= head:
+            return Replay([], since == head and not lost_in_outage, head + 1)
+        count = head - since if limit is None else min(limit, head - since)
+        async with r.pipeline(transaction=False) as pipe:
+            pipe.xrange(self.keys.stream(room), f"{since + 1}-0", f"{head}-0", count=count)
+            pipe.xrange(self.keys.stream(room), "-", "+", count=1)
+            entries, oldest = await pipe.execute()
+        cutoff = (time.time() - self.node.rooms.policy_for(room).history_ttl) * 1000
+        fresh = [(i, f) for i, f in entries if int(f[b"t"]) >= cutoff]
+        frames = [f[b"f"].decode() for _, f in fresh]
+        if fresh:
+            first_offset = _entry_offset(fresh[0][0])
+        elif oldest and int(oldest[0][1][b"t"]) >= cutoff:
+            first_offset = max(_entry_offset(oldest[0][0]), since + 1)
+        else:
+            first_offset = head + 1
+        complete = first_offset == since + 1 and (
+            limit is not None or len(frames) == head - since
+        )
+        return Replay(frames, complete and not lost_in_outage, first_offset)
+
+    def joined(self, room: str, conn: Connection, first: bool) -> None:
+        st = self._state(room)
+        if not st.subscribed:
+            st.subscribed = True
+            self._enqueue(self._subscribe, st)
+        self._enqueue(self._presence_add, room, conn.id)
+
+    def left(self, room: str, conn: Connection, last: bool) -> None:
+        self._enqueue(self._presence_remove, room, conn.id)
+        if last:
+            st = self._rooms.get(room)
+            if st is not None and not st.paused:
+                self._drop_state(st)
+                self._enqueue(self._unsubscribe, st)
+
+    async def _subscribe(self, st: _RoomSync) -> None:
+        if self._rooms.get(st.name) is not st or not self._connected:
+            return  # gone already, or the next session subscribes it
+        pubsub = self._pubsub
+        if pubsub is None:
+            return
+        await self._subscribe_many(pubsub, [st.channel], wait=True)
+        await self._sync_room(st, outage=False)
+
+    async def _unsubscribe(self, st: _RoomSync) -> None:
+        if self._rooms.get(st.name) is not None or not self._connected:
+            return  # joined again meanwhile: keep the subscription
+        if self._pubsub is not None:
+            await self._pubsub.unsubscribe(st.channel)
+
+    async def _presence_add(self, room: str, client_id: str) -> None:
+        if not self._connected:
+            return  # rewritten on reconnect
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hset(self.keys.presence(room), client_id, self.node_id)
+            pipe.sadd(self.keys.node_presence(self.node_id), f"{room}\t{client_id}")
+            if self.node.rooms.policy_for(room).presence_events is not False:
+                frame = presence_frame(room, "join", client_id)
+                pipe.publish(self.keys.room_channel(room), f"P\t{self.node_id}\t{frame}")
+            await pipe.execute()
+
+    async def _presence_remove(self, room: str, client_id: str) -> None:
+        if not self._connected:
+            return
+        removed = await self._delete_if(
+            keys=[self.keys.presence(room)], args=[client_id, self.node_id]
+        )
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.srem(self.keys.node_presence(self.node_id), f"{room}\t{client_id}")
+            if removed and self.node.rooms.policy_for(room).presence_events is not False:
+                frame = presence_frame(room, "leave", client_id)
+                pipe.publish(self.keys.room_channel(room), f"P\t{self.node_id}\t{frame}")
+            await pipe.execute()
+
+    # -- clients ---------------------------------------------------------------------------------
+
+    def client_changed(self, conn: Connection, connected: bool) -> None:
+        if connected:
+            self._enqueue(self._client_add, conn)
+        else:
+            self._enqueue(self._client_remove, conn.id)
+
+    def _client_record(self, conn: Connection) -> bytes:
+        peer = conn.meta.get("peer")
+        return orjson.dumps(
+            {"kind": conn.kind, "at": conn.connected_at, "peer": None if peer is None else peer}
+        )
+
+    async def _client_add(self, conn: Connection) -> None:
+        if not self._connected or self.node.clients.get(conn.id) is not conn:
+            return
+        r = self._redis
+        previous = await r.hget(self.keys.clients, conn.id)
+        async with r.pipeline(transaction=False) as pipe:
+            pipe.hset(self.keys.clients, conn.id, self.node_id)
+            pipe.hset(self.keys.node_clients(self.node_id), conn.id, self._client_record(conn))
+            if previous is not None and previous != self._node_b:
+                # Same client_id connected elsewhere before: that node closes it (4409).
+                pipe.publish(self.keys.node_channel(previous.decode()), f"K\t{conn.id}")
+            await pipe.execute()
+
+    async def _client_remove(self, client_id: str) -> None:
+        if not self._connected or client_id in self.node.clients:
+            return
+        await self._delete_if(keys=[self.keys.clients], args=[client_id, self.node_id])
+        await self._redis.hdel(self.keys.node_clients(self.node_id), client_id)
+
+    async def send(self, client_id: str, frame: Frame) -> bool:
+        conn = self.node.clients.get(client_id)
+        if conn is not None:
+            return conn.send(encode(frame))
+        if not self._connected:
+            return False
+        try:
+            target = await self._redis.hget(self.keys.clients, client_id)
+            if target is None:
+                return False
+            channel = self.keys.node_channel(target.decode())
+            receivers = await self._redis.publish(channel, f"D\t{client_id}\t{encode(frame)}")
+        except _FAILURES as exc:
+            self._lost(exc)
+            return False
+        return bool(receivers)
+
+    def send_nowait(self, client_id: str, frame: Frame) -> None:
+        self._enqueue(self.send, client_id, frame)
+
+    async def broadcast(self, frame: Frame) -> int:
+        text = encode(frame)
+        local = sum(1 for conn in list(self.node.clients.values()) if conn.send(text))
+        if not self._connected:
+            return local
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.publish(self.keys.broadcast, f"B\t{self.node_id}\t{text}")
+                pipe.hlen(self.keys.clients)
+                _, total = await pipe.execute()
+        except _FAILURES as exc:
+            self._lost(exc)
+            return local
+        return local + max(0, int(total) - len(self.node.clients))
+
+    # -- queries --------------------------------------------------------------------------------
+
+    async def history(self, room: str, since: int, limit: int | None = None) -> tuple[int, Replay]:
+        local = self.node.rooms.find(room)
+        if self._connected:
+            try:
+                raw = await self._redis.get(self.keys.offset(room))
+                if raw is not None:
+                    head = int(raw)
+                    return head, await self._replay(room, since, head, limit)
+            except _FAILURES as exc:
+                self._lost(exc)
+        if local is None:
+            raise NotFound(f"room '{room}' does not exist", room=room)
+        return local.offset, Replay([], since >= local.offset, local.offset + 1)
+
+    async def members(self, room: str) -> dict[str, str]:
+        local = self.node.rooms.find(room)
+        if self._connected:
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    pipe.hgetall(self.keys.presence(room))
+                    pipe.exists(self.keys.offset(room))
+                    found, exists = await pipe.execute()
+                if found or exists or local is not None:
+                    return {k.decode(): v.decode() for k, v in found.items()}
+            except _FAILURES as exc:
+                self._lost(exc)
+            else:
+                raise NotFound(f"room '{room}' does not exist", room=room)
+        if local is None:
+            raise NotFound(f"room '{room}' does not exist", room=room)
+        return dict.fromkeys(local.members, self.node_id)
+
+    async def clients(self) -> list[ClientRecord]:
+        mine = [
+            ClientRecord(
+                id=conn.id,
+                node=self.node_id,
+                kind=conn.kind,
+                rooms=tuple(sorted(conn.rooms)),
+                connected_at=conn.connected_at,
+                peer=None if conn.meta.get("peer") is None else str(conn.meta["peer"]),
+                queued=conn.queued,
+            )
+            for conn in list(self.node.clients.values())
+        ]
+        if not self._connected:
+            return mine
+        try:
+            nodes = [n.decode() for n in await self._redis.zrange(self.keys.nodes, 0, -1)]
+            others = [n for n in nodes if n != self.node_id]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for other in others:
+                    pipe.hgetall(self.keys.node_clients(other))
+                    pipe.smembers(self.keys.node_presence(other))
+                results = await pipe.execute()
+        except _FAILURES as exc:
+            self._lost(exc)
+            return mine
+        for i, other in enumerate(others):
+            records, pairs = results[2 * i], results[2 * i + 1]
+            rooms: dict[str, list[str]] = {}
+            for pair in pairs:
+                room, _, client = pair.decode().partition("\t")
+                rooms.setdefault(client, []).append(room)
+            for client_id, raw in records.items():
+                info = orjson.loads(raw)
+                cid = client_id.decode()
+                mine.append(
+                    ClientRecord(
+                        id=cid,
+                        node=other,
+                        kind=str(info.get("kind", "?")),
+                        rooms=tuple(sorted(rooms.get(cid, ()))),
+                        connected_at=float(info.get("at", 0.0)),
+                        peer=info.get("peer"),
+                    )
+                )
+        return mine
+
+    # -- node registry, heartbeats, dead nodes --------------------------------------------------
+
+    async def _register(self) -> None:
+        """Write this node's whole state (after a (re)connect, or after being reaped)."""
+        node, keys = self.node_id, self.keys
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.delete(keys.node_presence(node), keys.node_clients(node))
+            for room in self.node.rooms:
+                if not room.members:
+                    continue
+                pipe.hset(keys.presence(room.name), mapping=dict.fromkeys(room.members, node))
+                pipe.sadd(keys.node_presence(node), *[f"{room.name}\t{c}" for c in room.members])
+            for conn in list(self.node.clients.values()):
+                pipe.hset(keys.clients, conn.id, node)
+                pipe.hset(keys.node_clients(node), conn.id, self._client_record(conn))
+            pipe.zadd(keys.nodes, {node: self._deadline()})
+            await pipe.execute()
+
+    async def _deregister(self) -> None:
+        node, keys = self.node_id, self.keys
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zrem(keys.nodes, node)
+            pipe.delete(keys.node_presence(node), keys.node_clients(node))
+            await pipe.execute()
+
+    def _deadline(self) -> int:
+        return int((time.time() + self.node_ttl) * 1000)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.node_heartbeat)
+            if not self._connected:
+                continue
+            try:
+                added = await self._redis.zadd(self.keys.nodes, {self.node_id: self._deadline()})
+                if added:
+                    logger.warning("node %s was presumed dead; registering again", self.node_id)
+                    await self._register()
+                await self._reap()
+            except _FAILURES as exc:
+                self._lost(exc)
+
+    async def _reap(self) -> None:
+        """Remove the members and clients of nodes whose heartbeat deadline passed."""
+        r, keys = self._redis, self.keys
+        now = int(time.time() * 1000)
+        for raw in await r.zrangebyscore(keys.nodes, "-inf", now):
+            dead = raw.decode()
+            if dead == self.node_id or not await r.zrem(keys.nodes, dead):
+                continue  # another node claimed it
+            self.reaped += 1
+            left = 0
+            for pair in await r.smembers(keys.node_presence(dead)):
+                room, _, client = pair.decode().partition("\t")
+                if await self._delete_if(keys=[keys.presence(room)], args=[client, dead]):
+                    left += 1
+                    frame = presence_frame(room, "leave", client)
+                    await r.publish(keys.room_channel(room), f"P\t\t{frame}")
+            for client in await r.hkeys(keys.node_clients(dead)):
+                await self._delete_if(keys=[keys.clients], args=[client, dead])
+            await r.delete(keys.node_presence(dead), keys.node_clients(dead))
+            logger.info("node %s expired: removed %d room members", dead, left)
+
+    # -- the ordered op queue ----------------------------------------------------------------------
+
+    def _enqueue(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        if self._ops.qsize() >= MAX_PENDING_OPS:
+            self.dropped_ops += 1
+            return
+        self._ops.put_nowait((fn, args))
+
+    async def _flush(self) -> None:
+        """Wait until every op queued before this call has run."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def mark() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        self._ops.put_nowait((mark, ()))
+        await done
+
+    async def _op_loop(self) -> None:
+        while True:
+            fn, args = await self._ops.get()
+            try:
+                await fn(*args)
+            except _FAILURES as exc:
+                self._lost(exc)
+            except Exception:
+                logger.exception("redis broker operation %s failed", fn.__name__)
+
+
+def _entry_offset(entry_id: bytes) -> int:
+    return int(entry_id.split(b"-", 1)[0])
+
+
+def _exclude(fields: dict[bytes, bytes]) -> str | None:
+    value = fields.get(b"x", b"")
+    return value.decode() or None
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password (for logs and errors)."""
+    head, sep, tail = url.rpartition("@")
+    if not sep:
+        return url
+    scheme, _, _ = head.partition("://")
+    return f"{scheme}://***@{tail}"

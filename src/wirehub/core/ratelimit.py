@@ -1,0 +1,184 @@
+"""Rate limits, sans I/O: a token bucket per connection and per-client limits for handlers.
+
+A peer over its rate gets ``error rate_limited`` for each extra frame (the
+frame is dropped, not queued). Persistent abuse — ``abuse_limit`` rejected
+frames within ``abuse_window`` seconds — tells the adapter to close the peer
+with :attr:`CloseCode.RATE_LIMITED` (4029). The WebSocket reader loop and the
+TCP bridges share :class:`FrameLimiter`; ``job.submit`` is wrapped with
+:func:`limit_per_client`.
+
+Costs one ``time.monotonic()`` and a few float operations per frame; with a
+rate of 0 the adapters build no limiter at all.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from wirehub.errors import RateLimited
+
+if TYPE_CHECKING:
+    from wirehub.core.connection import Connection
+
+__all__ = ["FrameLimiter", "KeyedLimiter", "TokenBucket", "limit_per_client"]
+
+
+class TokenBucket:
+    """``rate`` tokens per second, at most ``burst`` saved up; one token per frame."""
+
+    __slots__ = ("_last", "burst", "rate", "tokens")
+
+    def __init__(self, rate: float, burst: float, *, now: float | None = None) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be > 0 and burst >= 1")
+        self.rate = float(rate)
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self._last = time.monotonic() if now is None else now
+
+    def take(self, now: float | None = None) -> bool:
+        """Spend one token if there is one; False means over the rate."""
+        if now is None:
+            now = time.monotonic()
+        tokens = self.tokens + (now - self._last) * self.rate
+        self._last = now
+        if tokens > self.burst:
+            tokens = self.burst
+        if tokens >= 1.0:
+            self.tokens = tokens - 1.0
+            return True
+        self.tokens = tokens
+        return False
+
+    def full(self, now: float) -> bool:
+        """True when the bucket has refilled completely (the key can be forgotten)."""
+        return self.tokens + (now - self._last) * self.rate >= self.burst
+
+
+class FrameLimiter:
+    """One connection's inbound rate: a token bucket plus the abuse counter.
+
+    ``allow()`` is called once per inbound frame. After a refusal, ``abusive``
+    says whether the peer should now be closed.
+    """
+
+    __slots__ = ("_bucket", "_window_start", "abuse_limit", "abuse_window", "rejected", "strikes")
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int,
+        *,
+        abuse_limit: int = 100,
+        abuse_window: float = 10.0,
+    ) -> None:
+        self._bucket = TokenBucket(rate, burst)
+        self.abuse_limit = abuse_limit
+        self.abuse_window = abuse_window
+        #: Frames refused over the connection's life (for logs and stats).
+        self.rejected = 0
+        #: Refusals in the current abuse window.
+        self.strikes = 0
+        self._window_start = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self._bucket.rate
+
+    @property
+    def burst(self) -> int:
+        return int(self._bucket.burst)
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        if self._bucket.take(now):
+            return True
+        self.rejected += 1
+        if now - self._window_start > self.abuse_window:
+            self._window_start = now
+            self.strikes = 0
+        self.strikes += 1
+        return False
+
+    @property
+    def abusive(self) -> bool:
+        return self.abuse_limit > 0 and self.strikes >= self.abuse_limit
+
+    def error(self) -> RateLimited:
+        return RateLimited(
+            f"too many frames: at most {self.rate:g} per second (burst {self.burst})",
+            limit=self.rate,
+        )
+
+
+class KeyedLimiter:
+    """A token bucket per key (client id), forgetting keys whose bucket is full again.
+
+    ``per_minute`` actions per minute, all of which may come at once. The table
+    is swept when it grows past ``max_keys`` so it stays bounded.
+    """
+
+    def __init__(self, per_minute: float, *, max_keys: int = 100_000) -> None:
+        self.per_minute = per_minute
+        self.max_keys = max_keys
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def allow(self, key: str) -> bool:
+        now = time.monotonic()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= self.max_keys:
+                self._sweep(now)
+            bucket = self._buckets[key] = TokenBucket(
+                self.per_minute / 60.0, self.per_minute, now=now
+            )
+        return bucket.take(now)
+
+    def _sweep(self, now: float) -> None:
+        for key in [k for k, b in self._buckets.items() if b.full(now)]:
+            del self._buckets[key]
+        if len(self._buckets) >= self.max_keys:  # all busy: forget the oldest half
+            for key in list(self._buckets)[: self.max_keys // 2]:
+                del self._buckets[key]
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
+Handler = Callable[["Connection", dict[str, Any]], Any]
+
+
+def limit_per_client(handler: Handler, per_minute: float, *, what: str) -> Handler:
+    """Wrap a frame handler: more than ``per_minute`` calls per client id get ``rate_limited``.
+
+    Keeps the handler's sync/async nature (the node awaits only async handlers).
+    """
+    limiter = KeyedLimiter(per_minute)
+
+    def check(conn: Connection) -> None:
+        if not limiter.allow(conn.id):
+            raise RateLimited(
+                f"too many {what}: at most {per_minute:g} per minute", limit=per_minute
+            )
+
+    if inspect.iscoroutinefunction(handler):
+
+        @functools.wraps(handler)
+        async def limited_async(conn: Connection, frame: dict[str, Any]) -> Any:
+            check(conn)
+            return await handler(conn, frame)
+
+        limited_async.limiter = limiter  # type: ignore[attr-defined]
+        return limited_async
+
+    @functools.wraps(handler)
+    def limited(conn: Connection, frame: dict[str, Any]) -> Awaitable[Any] | Any:
+        check(conn)
+        return handler(conn, frame)
+
+    limited.limiter = limiter  # type: ignore[attr-defined]
+    return limited

@@ -1,0 +1,496 @@
+"""The embedded runner: jobs run inside the hub process (the default).
+
+Where a job runs depends on its function:
+
+* ``async def`` jobs run as tasks on the hub's event loop (they must not block);
+* plain functions run in a thread pool;
+* ``cpu=True`` functions run in their own process (a forkserver child), so a
+  CPU-bound job neither holds the GIL of the hub nor survives a hard stop.
+
+At most ``concurrency`` jobs run at once; the rest wait in FIFO order.
+Cancelling sets ``ctx.cancelled`` and waits ``cancel_grace`` seconds for the
+job to return; then async jobs are cancelled and processes killed. A thread
+cannot be killed: it is abandoned (the job is marked cancelled, whatever it
+returns later is dropped). A timeout stops the job the same way at once.
+Finished records are kept ``result_ttl`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import multiprocessing
+import multiprocessing.connection
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from wirehub.errors import Conflict, NotFound
+from wirehub.jobs.api import (
+    EventSink,
+    JobContext,
+    JobRecord,
+    JobSpec,
+    JobState,
+    UploadRef,
+    get_spec,
+    import_job_modules,
+    python_args,
+)
+
+__all__ = ["JobFailure", "LocalRunner", "check_json", "error_dict"]
+
+logger = logging.getLogger("wirehub.jobs")
+
+#: Events kept per job for ``GET /api/jobs/{id}/events``.
+MAX_EVENTS_PER_JOB = 1000
+
+
+class JobFailure(Exception):
+    """A job's own exception, carried across a thread or process boundary."""
+
+    def __init__(self, type_name: str, message: str) -> None:
+        super().__init__(message)
+        self.type_name = type_name
+        self.message = message
+
+
+@dataclass
+class _Active:
+    record: JobRecord
+    spec: JobSpec
+    flag: Any  # threading.Event or multiprocessing.Event: ctx.cancelled
+    cancel_requested: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+
+def error_dict(exc: BaseException) -> dict[str, str]:
+    if isinstance(exc, JobFailure):
+        return {"type": exc.type_name, "message": exc.message}
+    return {"type": type(exc).__name__, "message": str(exc) or type(exc).__name__}
+
+
+def check_json(result: Any) -> Any:
+    """A result must travel as JSON: fail the job clearly if it cannot."""
+    try:
+        orjson.dumps(result)
+    except TypeError as exc:
+        raise JobFailure("TypeError", f"the job's result is not JSON-serializable: {exc}") from None
+    return result
+
+
+class LocalRunner:
+    """In-process runner; see the module docstring."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        *,
+        concurrency: int = 4,
+        result_ttl: float = 3600.0,
+        cancel_grace: float = 5.0,
+        max_records: int = 10_000,
+    ) -> None:
+        self.concurrency = concurrency
+        self.result_ttl = result_ttl
+        self.cancel_grace = cancel_grace
+        self.max_records = max_records
+        self._records: dict[str, JobRecord] = {}
+        self._events: dict[str, collections.deque[dict[str, Any]]] = {}
+        self._expires: dict[str, float] = {}
+        self._queue: collections.deque[_Active] = collections.deque()
+        self._active: dict[str, _Active] = {}
+        self._sink: EventSink | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._threads: ThreadPoolExecutor | None = None
+        self._pipes: ThreadPoolExecutor | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._running = False
+        self.completed = 0
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self, sink: EventSink) -> None:
+        self._sink = sink
+        self._loop = asyncio.get_running_loop()
+        # A few spare threads: an abandoned (cancelled) sync job keeps its thread.
+        self._threads = ThreadPoolExecutor(self.concurrency + 4, thread_name_prefix="wirehub-job")
+        self._pipes = ThreadPoolExecutor(self.concurrency, thread_name_prefix="wirehub-jobpipe")
+        self._sweeper = self._loop.create_task(self._sweep_loop(), name="wirehub-jobs-sweep")
+        self._running = True
+
+    async def stop(self) -> None:
+        """1. drop queued jobs, 2. cancel running ones (grace, then hard stop), 3. pools."""
+        if not self._running:
+            return
+        self._running = False
+        # 1. Queued jobs will not run: mark them cancelled.
+        dropped = len(self._queue)
+        while self._queue:
+            active = self._queue.popleft()
+            self._finish(active.record, JobState.CANCELLED, error=_shutdown_error())
+        # 2. Running jobs: cooperative cancel, then hard stop after the grace period.
+        running = list(self._active.values())
+        for active in running:
+            active.cancel_requested.set()
+        tasks = [a.task for a in running if a.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.cancel_grace + 2.0)
+        # 3. Background sweep and pools (abandoned threads are left to finish).
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        for pool in (self._threads, self._pipes):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+        logger.info(
+            "jobs runner stopped: %d queued dropped, %d running cancelled, %d completed",
+            dropped,
+            len(running),
+            self.completed,
+        )
+
+    def readiness(self) -> dict[str, bool]:
+        return {"jobs": self._running}
+
+    # -- API -------------------------------------------------------------------
+
+    async def submit(self, record: JobRecord) -> None:
+        spec = get_spec(record.job)
+        self._prune(time.monotonic())
+        if len(self._records) >= self.max_records:
+            raise Conflict(f"too many jobs kept ({self.max_records}); try again later")
+        flag = _new_flag(spec)
+        active = _Active(record, spec, flag)
+        self._records[record.job_id] = record
+        self._events[record.job_id] = collections.deque(maxlen=MAX_EVENTS_PER_JOB)
+        self._queue.append(active)
+        self._event(record, "job.queued", {"job": record.job, "attempt": record.attempts + 1})
+        self._dispatch()
+
+    async def cancel(self, job_id: str) -> JobRecord:
+        record = await self.get(job_id)
+        if record is None:
+            raise NotFound(f"unknown job '{job_id}'", job_id=job_id)
+        if record.done:
+            raise Conflict(f"job '{job_id}' already {record.state}", job_id=job_id)
+        for active in self._queue:
+            if active.record.job_id == job_id:
+                self._queue.remove(active)
+                self._finish(record, JobState.CANCELLED, error=_cancel_error())
+                return record
+        active = self._active[job_id]
+        active.cancel_requested.set()
+        if active.task is not None:
+            await asyncio.wait([active.task], timeout=self.cancel_grace + 2.0)
+        return record
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        expires = self._expires.get(job_id)
+        if expires is not None and expires <= time.monotonic():
+            self._drop(job_id)
+        return self._records.get(job_id)
+
+    async def list(self, state: str | None = None, limit: int = 100) -> list[JobRecord]:
+        self._prune(time.monotonic())
+        records = [r for r in self._records.values() if state is None or r.state == state]
+        records.sort(key=lambda r: r.created_at, reverse=True)
+        return records[:limit]
+
+    async def events(self, job_id: str) -> list[dict[str, Any]]:
+        if await self.get(job_id) is None:
+            raise NotFound(f"unknown job '{job_id}'", job_id=job_id)
+        return list(self._events.get(job_id, ()))
+
+    # -- scheduling ------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        while self._running and self._queue and len(self._active) < self.concurrency:
+            active = self._queue.popleft()
+            self._active[active.record.job_id] = active
+            active.task = loop.create_task(
+                self._run(active), name=f"wirehub-job-{active.record.job_id}"
+            )
+
+    async def _run(self, active: _Active) -> None:
+        record, spec = active.record, active.spec
+        try:
+            while True:
+                record.state = JobState.RUNNING
+                record.attempts += 1
+                record.started_at = time.time()
+                self._event(record, "job.running", {"attempt": record.attempts})
+                logger.debug(
+                    "job %s (%s) attempt %d started", record.job_id, spec.name, record.attempts
+                )
+                outcome, value = await self._supervise(active)
+                if outcome == "error" and record.attempts <= spec.retries and self._running:
+                    logger.info(
+                        "job %s (%s) failed (%s), retrying", record.job_id, spec.name, value
+                    )
+                    active.flag = _new_flag(spec)
+                    continue
+                break
+            if outcome == "ok":
+                self._finish(record, JobState.SUCCEEDED, result=value)
+            elif outcome == "cancelled":
+                error = _cancel_error() if self._running else _shutdown_error()
+                self._finish(record, JobState.CANCELLED, error=error)
+            elif outcome == "timeout":
+                error = {
+                    "type": "TimeoutError",
+                    "message": f"job '{spec.name}' exceeded its timeout of {spec.timeout:g} s",
+                }
+                self._finish(record, JobState.TIMED_OUT, error=error)
+            else:
+                self._finish(record, JobState.FAILED, error=value)
+        finally:
+            self._active.pop(record.job_id, None)
+            self._dispatch()
+
+    async def _supervise(self, active: _Active) -> tuple[str, Any]:
+        """Run one attempt.
+
+        Returns ("ok", result), ("error", error dict), ("cancelled", None) or ("timeout", None).
+        """
+        spec = active.spec
+        future, hard_stop = await self._launch(active)
+        waiter = asyncio.ensure_future(active.cancel_requested.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {future, waiter}, timeout=spec.timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            if future in done:
+                try:
+                    return "ok", check_json(future.result())
+                except Exception as exc:
+                    return "error", error_dict(exc)
+            reason = "cancelled" if waiter.done() else "timeout"
+            active.flag.set()  # ctx.cancelled becomes true
+            if reason == "cancelled":
+                await asyncio.wait({future}, timeout=self.cancel_grace)
+            if not future.done():
+                logger.info("job %s (%s) %s: hard stop", active.record.job_id, spec.name, reason)
+                hard_stop()
+            return reason, None
+        finally:
+            waiter.cancel()
+            if not future.done():
+                future.add_done_callback(_consume)
+
+    async def _launch(self, active: _Active) -> tuple[asyncio.Future[Any], Any]:
+        """Start the function where it belongs; return its future and a hard-stop callable."""
+        loop = self._loop
+        assert loop is not None
+        record, spec = active.record, active.spec
+        if spec.cpu:
+            return await self._launch_process(active)
+        ctx = JobContext(
+            record.job_id,
+            spec.name,
+            record.args,
+            emit=self._threadsafe_emitter(record) if not spec.is_async else self._emitter(record),
+            cancel_flag=active.flag,
+            upload=UploadRef(**record.upload) if record.upload else None,
+            attempt=record.attempts,
+        )
+        kwargs = python_args(spec, record.args)
+        if spec.is_async:
+            task = loop.create_task(spec.fn(ctx, **kwargs))
+            return task, task.cancel
+        future = loop.run_in_executor(self._threads, lambda: spec.fn(ctx, **kwargs))
+        return future, lambda: None  # threads cannot be stopped: abandoned
+
+    async def _launch_process(self, active: _Active) -> tuple[asyncio.Future[Any], Any]:
+        loop = self._loop
+        assert loop is not None
+        record, spec = active.record, active.spec
+        mp = _mp_context()
+        reader, writer = mp.Pipe(duplex=False)
+        proc = mp.Process(
+            target=_process_main,
+            args=(spec.module, spec.name, record.job_id, record.args, record.upload),
+            kwargs={"attempt": record.attempts, "conn": writer, "flag": active.flag},
+            name=f"wirehub-job-{record.job_id[:8]}",
+            daemon=True,
+        )
+        await asyncio.to_thread(proc.start)
+        writer.close()
+        emit = self._threadsafe_emitter(record)
+        future = loop.run_in_executor(self._pipes, _read_pipe, reader, proc, emit)
+
+        def hard_stop() -> None:
+            if proc.is_alive():
+                proc.kill()
+
+        return future, hard_stop
+
+    # -- events ----------------------------------------------------------------
+
+    def _emitter(self, record: JobRecord) -> Any:
+        def emit(kind: str, fields: dict[str, Any]) -> None:
+            self._ctx_event(record, kind, fields)
+
+        return emit
+
+    def _threadsafe_emitter(self, record: JobRecord) -> Any:
+        loop = self._loop
+        assert loop is not None
+
+        def emit(kind: str, fields: dict[str, Any]) -> None:
+            with contextlib.suppress(RuntimeError):  # loop closed: the hub is gone
+                loop.call_soon_threadsafe(self._ctx_event, record, kind, fields)
+
+        return emit
+
+    def _ctx_event(self, record: JobRecord, kind: str, fields: dict[str, Any]) -> None:
+        if record.state != JobState.RUNNING:
+            return  # a late event from an abandoned or stopped job
+        if kind == "job.progress":
+            record.progress = fields["progress"]
+            record.message = fields.get("message")
+        self._event(record, kind, fields)
+
+    def _event(self, record: JobRecord, kind: str, fields: dict[str, Any]) -> None:
+        event = {"type": kind, "job_id": record.job_id, **fields, "client_id": record.client_id}
+        log = self._events.get(record.job_id)
+        if log is not None:
+            log.append({k: v for k, v in event.items() if k != "client_id"} | {"ts": time.time()})
+        if self._sink is not None:
+            self._sink(event)
+
+    def _finish(
+        self,
+        record: JobRecord,
+        state: JobState,
+        *,
+        result: Any = None,
+        error: dict[str, str] | None = None,
+    ) -> None:
+        record.state = state
+        record.finished_at = time.time()
+        record.result = result
+        record.error = error
+        self.completed += 1
+        self._expires[record.job_id] = time.monotonic() + self.result_ttl
+        if state == JobState.SUCCEEDED:
+            record.progress = 1.0
+            self._event(record, "job.result", {"result": result})
+        elif state == JobState.CANCELLED:
+            self._event(record, "job.cancelled", {"state": str(state), "error": error})
+        else:
+            self._event(record, "job.failed", {"error": error, "state": str(state)})
+        logger.info(
+            "job %s (%s) %s after %d attempt(s)", record.job_id, record.job, state, record.attempts
+        )
+
+    # -- result TTL --------------------------------------------------------------
+
+    async def _sweep_loop(self) -> None:
+        interval = max(0.5, min(30.0, self.result_ttl / 4))
+        while True:
+            await asyncio.sleep(interval)
+            self._prune(time.monotonic())
+
+    def _prune(self, now: float) -> None:
+        for job_id in [j for j, t in self._expires.items() if t <= now]:
+            self._drop(job_id)
+
+    def _drop(self, job_id: str) -> None:
+        self._expires.pop(job_id, None)
+        self._records.pop(job_id, None)
+        self._events.pop(job_id, None)
+
+
+def _cancel_error() -> dict[str, str]:
+    return {"type": "Cancelled", "message": "the job was cancelled"}
+
+
+def _shutdown_error() -> dict[str, str]:
+    return {"type": "Cancelled", "message": "the hub shut down before the job finished"}
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    # An abandoned job finished later: read its outcome so nothing is logged as lost.
+    if not future.cancelled():
+        future.exception()
+
+
+def _new_flag(spec: JobSpec) -> Any:
+    return _mp_context().Event() if spec.cpu else threading.Event()
+
+
+_MP: Any = None
+
+
+def _mp_context() -> Any:
+    """Forkserver: children fork from a clean, single-threaded server process."""
+    global _MP
+    if _MP is None:
+        _MP = multiprocessing.get_context("forkserver")
+    return _MP
+
+
+def _read_pipe(reader: Any, proc: Any, emit: Any) -> Any:
+    """Thread: relay a job process's events; return its result or raise its error."""
+    try:
+        while True:
+            try:
+                message = reader.recv()
+            except EOFError:
+                proc.join(5)
+                raise JobFailure(
+                    "WorkerLost", f"the job process exited with code {proc.exitcode}"
+                ) from None
+            kind = message[0]
+            if kind == "event":
+                emit(message[1], message[2])
+            elif kind == "result":
+                return message[1]
+            else:
+                raise JobFailure(message[1], message[2])
+    finally:
+        reader.close()
+        proc.join(5)
+
+
+def _process_main(
+    module: str,
+    name: str,
+    job_id: str,
+    args: dict[str, Any],
+    upload: dict[str, Any] | None,
+    *,
+    attempt: int,
+    conn: multiprocessing.connection.Connection,
+    flag: Any,
+) -> None:
+    """Entry point of a ``cpu=True`` job's process."""
+    try:
+        import_job_modules([module])
+        spec = get_spec(name)
+        ctx = JobContext(
+            job_id,
+            name,
+            args,
+            emit=lambda kind, fields: conn.send(("event", kind, fields)),
+            cancel_flag=flag,
+            upload=UploadRef(**upload) if upload else None,
+            attempt=attempt,
+        )
+        result = spec.fn(ctx, **python_args(spec, args))
+        conn.send(("result", result))
+    except BaseException as exc:  # report everything, even SystemExit
+        conn.send(("error", type(exc).__name__, str(exc) or type(exc).__name__))
+    finally:
+        conn.close()

@@ -1,0 +1,59 @@
+"""``wirehub send`` and ``wirehub status`` as real subprocesses against a real hub."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from support import TIMEOUT
+from wirehub.client import HubClient
+
+
+async def run_cli(*args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "wirehub",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "NO_COLOR": "1"},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 6 * TIMEOUT)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_send_publishes_json_and_prints_the_offset(hub):
+    async with HubClient(hub.ws, client_id="listener") as listener:
+        await listener.join("alerts")
+        stream = listener.messages("alerts")
+        code, out, err = await run_cli("send", "alerts", '{"level": 3}', "--url", hub.ws)
+        assert code == 0, err
+        assert out.strip() == "published to alerts at offset 1"
+        got = await asyncio.wait_for(anext(stream), TIMEOUT)
+        assert got["data"] == {"level": 3}
+        code, out, _ = await run_cli("send", "alerts", "plain words", "--url", hub.ws)
+        assert code == 0 and out.strip() == "published to alerts at offset 2"
+        assert (await asyncio.wait_for(anext(stream), TIMEOUT))["data"] == "plain words"
+        await stream.aclose()
+
+
+async def test_send_reports_a_refusal_and_an_unreachable_hub(hub):
+    code, _, err = await run_cli("send", "$hub.stats", "1", "--url", hub.ws)
+    assert code == 1 and "forbidden: room '$hub.stats' is a system room" in err
+    code, _, err = await run_cli("send", "x", "1", "--url", "ws://127.0.0.1:1/ws")
+    assert code == 1 and "error:" in err
+
+
+async def test_status_prints_tables_of_every_part(hub):
+    async with HubClient(hub.ws, client_id="status-probe") as probe:
+        await probe.join("lobby")
+        code, out, err = await run_cli("status", "--url", hub.http)
+    assert code == 0, err
+    assert "ready" in out
+    for title in ("Services", "TCP bridges", "Rooms", "Clients"):
+        assert title in out
+    assert "status-probe" in out and "lobby" in out
+    code, _, err = await run_cli("status", "--url", "http://127.0.0.1:1")
+    assert code == 1
