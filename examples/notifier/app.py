@@ -43,7 +43,12 @@ class Notifier:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            notice = {"kind": "system", "text": "scheduled notice", "n": self.sent, "at": time.time()}
+            notice = {
+                "kind": "system",
+                "text": "scheduled notice",
+                "n": self.sent,
+                "at": time.time(),
+            }
             # Returns a concurrent.futures.Future; .result() waits for the offset.
             hub.publish_threadsafe("notices", notice).result(timeout=5)
             self.sent += 1

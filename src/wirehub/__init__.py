@@ -20,7 +20,6 @@ from wirehub.errors import (
 )
 from wirehub.hub import Hub
 from wirehub.jobs import JobContext, job
-
 from wirehub.settings import Settings, load_settings
 
 __all__ = [
@@ -32,7 +31,6 @@ __all__ = [
     "Forbidden",
     "Hub",
     "JobContext",
-
     "LimitExceeded",
     "NotFound",
     "RateLimited",
@@ -42,7 +40,6 @@ __all__ = [
     "WirehubError",
     "create_app",
     "job",
-
     "load_settings",
 ]
 

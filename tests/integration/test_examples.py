@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import uvicorn
+
 from support import open_client, unused_port
 
 ROOT = Path(__file__).resolve().parents[2]
