@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 import pytest
 
@@ -151,3 +153,88 @@ async def test_collect_drops_empty_rooms_without_history():
     rooms.leave_all(a)
     assert rooms.collect(now=0) == 1
     assert "keep" in rooms and "gone" not in rooms
+
+
+class Gate:
+    """A transport whose socket can be 'full': send waits until the gate opens."""
+
+    kind = "ws"
+
+    def __init__(self) -> None:
+        self.open = asyncio.Event()
+        self.open.set()
+        self.out: list[str] = []
+        self.closed: tuple[int, str] | None = None
+
+    async def send(self, frame):
+        await self.open.wait()
+        self.out.append(frame)
+
+    async def close(self, code, reason):
+        self.closed = (code, reason)
+
+    def abort(self):
+        pass
+
+
+async def idle(conn: Connection) -> None:
+    while not conn._idle:
+        await asyncio.sleep(0)
+
+
+async def test_eager_write_keeps_order_when_the_socket_fills_up():
+    gate = Gate()
+    conn = Connection("a", gate)
+    conn.start()
+    await idle(conn)
+    assert conn.send("1") and gate.out == ["1"]  # written at once, no task switch
+    gate.open.clear()  # the socket is full from now on
+    for frame in ("2", "3", "4"):
+        assert conn.send(frame)
+    assert gate.out == ["1"] and conn.queued == 3
+    gate.open.set()
+    while conn.queued:
+        await asyncio.sleep(0)
+    assert gate.out == ["1", "2", "3", "4"]
+
+    assert conn.frames_out == 4
+
+
+async def test_a_peer_blocked_longer_than_max_lag_is_a_slow_consumer():
+    gate = Gate()
+    slow_seen = []
+    conn = Connection("a", gate, max_lag=0.05, on_slow=slow_seen.append)
+    conn.start()
+    await idle(conn)
+    gate.open.clear()
+    assert conn.send("stuck")  # handed to the writer, which waits
+    assert conn.send("queued")  # the queue is far from full...
+    await asyncio.sleep(0.1)
+    assert not conn.send("late")  # ...but the peer has taken nothing for too long
+    assert slow_seen == [conn] and conn.close_code == 4001
+    await conn.wait_closed()
+    assert gate.closed == (4001, "slow consumer: outbound queue full")
+
+
+async def test_closing_while_a_write_waits_drops_it_cleanly():
+    gate = Gate()
+    conn = Connection("a", gate, close_timeout=0.1)
+    conn.start()
+    await idle(conn)
+    gate.open.clear()
+    conn.send("never")
+    conn.close(4003, "bye")
+    await conn.wait_closed()
+    assert gate.out == [] and gate.closed == (4003, "bye")
+
+
+async def test_a_transport_that_breaks_marks_the_peer_gone():
+    class Broken(Gate):
+        async def send(self, frame):
+            raise ConnectionResetError("peer reset")
+
+    conn = Connection("a", Broken())
+    conn.start()
+    await idle(conn)
+    assert conn.send("x") is False
+    assert not conn.open

@@ -2,8 +2,17 @@
 
 A Connection owns a bounded outbound queue and exactly one writer task that
 drains it into its :class:`Transport`. Fan-out only ever calls :meth:`send`,
-which never awaits: when the queue is full the peer is a slow consumer and is
-closed with :attr:`CloseCode.SLOW_CONSUMER` — the room does not wait for it.
+which never awaits: when the queue is full, or the peer has not taken a frame
+for ``max_lag`` seconds, the peer is a slow consumer and is closed with
+:attr:`CloseCode.SLOW_CONSUMER` — the room does not wait for it.
+
+Eager writes: when the queue is empty and the writer is idle, :meth:`send`
+steps the transport's ``send`` coroutine once, right away. If the socket takes
+the bytes without blocking — the common case — the frame is written with no
+queueing and no task switch (what ``websockets.broadcast`` does for a raw
+server). If the transport has to wait (its buffer is full), the suspended
+coroutine is handed to the writer task, which finishes it before anything
+queued after it, so order is kept. Nothing here ever awaits the peer.
 """
 
 from __future__ import annotations
@@ -13,8 +22,8 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
 
 from wirehub.core.protocol import CloseCode
 
@@ -31,7 +40,7 @@ class Transport(Protocol):
     kind: str  # "ws" or "tcp"
 
     async def send(self, frame: Outbound) -> None:
-        """Write one frame; may wait for the peer (only the writer task calls it)."""
+        """Write one frame; may wait for the peer (only the connection calls it)."""
 
     async def close(self, code: int, reason: str) -> None:
         """Close politely (close frame / FIN); may wait for the peer."""
@@ -49,7 +58,8 @@ class Connection:
         transport: Transport,
         *,
         max_queue: int = 1024,
-        max_queue_bytes: int = 8 * 1024 * 1024,
+        max_queue_bytes: int = 2 * 1024 * 1024,
+        max_lag: float = 5.0,
         close_timeout: float = 2.0,
         on_slow: Callable[[Connection], None] | None = None,
         meta: dict[str, object] | None = None,
@@ -69,11 +79,17 @@ class Connection:
         self.close_reason = ""
         self._max_queue = max_queue
         self._max_queue_bytes = max_queue_bytes
+        self._max_lag = max_lag
         self._close_timeout = close_timeout
         self._on_slow = on_slow
         self._queue: deque[Outbound] = deque()
         self._queued_bytes = 0
-        self._wakeup = asyncio.Event()
+        # A transport send that had to wait: (coroutine, what it yielded, size).
+        self._pending: tuple[Coroutine[Any, Any, None], Any, int] | None = None
+        # Since when the peer has not taken what we gave it (None: it keeps up).
+        self._blocked_since: float | None = None
+        self._idle = False
+        self._waiter: asyncio.Future[None] | None = None
         self._closing = False
         self._draining = False
         self._writer: asyncio.Task[None] | None = None
@@ -100,7 +116,7 @@ class Connection:
 
     @property
     def queued(self) -> int:
-        return len(self._queue)
+        return len(self._queue) + (self._pending is not None)
 
     @property
     def queued_bytes(self) -> int:
@@ -117,7 +133,7 @@ class Connection:
         if not drain:
             self._queue.clear()
             self._queued_bytes = 0
-        self._wakeup.set()
+        self._wake()
         self._closer = asyncio.get_running_loop().create_task(
             self._close(code, reason), name=f"wirehub-close-{self.id}"
         )
@@ -134,55 +150,139 @@ class Connection:
             self._queued_bytes = 0
         if self._writer is not None and not self._writer.done():
             self._writer.cancel()
+        self._drop_pending()
         if self._closer is None:
             self._closed.set()
 
     # -- sending -----------------------------------------------------------
 
     def send(self, frame: Outbound) -> bool:
-        """Queue one encoded frame without waiting; False if it was not queued.
+        """Write or queue one encoded frame without waiting; False if it was dropped.
 
-        A full queue (by count or bytes) makes this peer a slow consumer: it is
-        closed with 4001 and ``on_slow`` is called so the hub can count it and
-        drop it from its rooms.
+        A full queue (by count or bytes), or a peer that has not taken a frame
+        for ``max_lag`` seconds, makes this peer a slow consumer: it is closed
+        with 4001 and ``on_slow`` is called so the hub can count it and drop it
+        from its rooms.
         """
         if self._closing:
             return False
+        if self._idle and self._pending is None:
+            return self._send_eagerly(frame)
         size = len(frame)
-        if len(self._queue) >= self._max_queue or self._queued_bytes + size > self._max_queue_bytes:
-            logger.warning(
-                "[%s] slow consumer: %d frames / %d bytes queued, closing",
-                self.id,
-                len(self._queue),
-                self._queued_bytes,
+        queue = self._queue
+        if (
+            len(queue) >= self._max_queue
+            or self._queued_bytes + size > self._max_queue_bytes
+            or (
+                self._blocked_since is not None
+                and time.monotonic() - self._blocked_since > self._max_lag
             )
-            self.close(CloseCode.SLOW_CONSUMER, "slow consumer: outbound queue full")
-            if self._on_slow is not None:
-                self._on_slow(self)
+        ):
+            self._slow()
             return False
-        self._queue.append(frame)
+        queue.append(frame)
         self._queued_bytes += size
-        if len(self._queue) == 1:
-            self._wakeup.set()
+        if self._idle:
+            self._wake()
         return True
+
+    def _send_eagerly(self, frame: Outbound) -> bool:
+        coro = self.transport.send(frame)
+        try:
+            yielded = coro.send(None)
+        except StopIteration:
+            self.frames_out += 1
+            self.bytes_out += len(frame)
+            return True
+        except Exception as exc:  # the socket broke under us: the peer is gone
+            logger.debug("[%s] write failed: %r", self.id, exc)
+            self.transport_lost()
+            return False
+        # The transport has to wait for the peer: the writer task finishes it.
+        self._pending = (coro, yielded, len(frame))
+        self._blocked_since = time.monotonic()
+        self._wake()
+        return True
+
+    def _slow(self) -> None:
+        logger.warning(
+            "[%s] slow consumer: %d frames / %d bytes queued, closing",
+            self.id,
+            len(self._queue),
+            self._queued_bytes,
+        )
+        self.close(CloseCode.SLOW_CONSUMER, "slow consumer: outbound queue full")
+        if self._on_slow is not None:
+            self._on_slow(self)
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _drop_pending(self) -> None:
+        if self._pending is not None:
+            self._pending[0].close()
+            self._pending = None
+
+    async def _finish_pending(self) -> None:
+        """Drive a transport send that :meth:`send` started and that had to wait."""
+        assert self._pending is not None
+        coro, yielded, size = self._pending
+        while True:
+            error: BaseException | None = None
+            try:
+                if yielded is None:
+                    await asyncio.sleep(0)  # a bare yield: just give the loop a turn
+                else:
+                    # What a Task does with a future its coroutine yields: clear
+                    # the "blocking" mark, then wait for it in this task.
+                    yielded._asyncio_future_blocking = False
+                    await yielded
+
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # we are being stopped; _drop_pending closes the coroutine
+                error = asyncio.CancelledError()
+            except Exception as exc:
+                error = exc
+            try:
+                yielded = coro.send(None) if error is None else coro.throw(error)
+            except StopIteration:
+                break
+        self._pending = None
+        self.frames_out += 1
+        self.bytes_out += size
 
     async def _write_loop(self) -> None:
         queue = self._queue
         transport = self.transport
+        loop = asyncio.get_running_loop()
         try:
             while True:
+                if self._pending is not None:
+                    await self._finish_pending()
                 while queue:
                     frame = queue.popleft()
                     size = len(frame)
                     self._queued_bytes -= size
+                    self._blocked_since = time.monotonic()
                     await transport.send(frame)
                     self.frames_out += 1
                     self.bytes_out += size
+                self._blocked_since = None
                 if self._closing:
                     return
-                self._wakeup.clear()
-                await self._wakeup.wait()
+                self._waiter = loop.create_future()
+                self._idle = True
+                try:
+                    await self._waiter
+                finally:
+                    self._idle = False
+                    self._waiter = None
         except asyncio.CancelledError:
+            self._drop_pending()
             raise
         except Exception as exc:  # the socket broke under us: the peer is gone
             logger.debug("[%s] write failed: %r", self.id, exc)
@@ -201,6 +301,7 @@ class Connection:
                 writer.cancel()
             with contextlib.suppress(BaseException):
                 await writer
+        self._drop_pending()
         # 2. Close politely, then abort a peer that does not take the close.
         try:
             await asyncio.wait_for(self.transport.close(code, reason), self._close_timeout)
