@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from wirehub.hub import Hub
 from wirehub.settings import Settings
 from wirehub.web.security import add_cors
+from wirehub.web.ws import WebSocketShortcut
 
 __all__ = ["create_app"]
 
@@ -22,6 +23,12 @@ def create_app(settings: Settings | Hub | None = None) -> FastAPI:
     app = FastAPI(title="wirehub", version="0.1.0", lifespan=hub.lifespan)
     app.state.hub = hub
     app.include_router(hub.router)
+    # /ws straight from the server, past routing and the exception middleware's
+    # per-send wrapper: every delivery goes through this app's ``send``.
+    endpoint = next(r.app for r in hub.router.routes if getattr(r, "name", "") == "wirehub_ws")
+    app.add_middleware(WebSocketShortcut, endpoint=endpoint, path="/ws")
+
+
     auth = hub.settings.auth
     add_cors(app, auth.cors_origins, allow_credentials=auth.cors_allow_credentials)
     if hub.settings.demo:

@@ -21,7 +21,7 @@ from wirehub.web.handshake import HandshakeGate, Refused
 if TYPE_CHECKING:
     from wirehub.hub import Hub
 
-__all__ = ["ASGITransport", "WebSocketEndpoint"]
+__all__ = ["ASGITransport", "WebSocketEndpoint", "WebSocketShortcut"]
 
 logger = logging.getLogger("wirehub.ws")
 
@@ -202,3 +202,18 @@ class WebSocketEndpoint:
                 await asyncio.sleep(0)
             elif kind == "websocket.disconnect":
                 return
+
+
+class WebSocketShortcut:
+    """ASGI middleware: hand WebSocket connections to ``path`` straight to the endpoint."""
+
+    def __init__(self, app: Any, *, endpoint: WebSocketEndpoint, path: str = "/ws") -> None:
+        self.app = app
+        self.endpoint = endpoint
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket" and scope.get("path") == self.path:
+            await self.endpoint(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
