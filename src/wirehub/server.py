@@ -16,7 +16,8 @@ from types import FrameType
 
 import uvicorn
 
-from wirehub.hub import Hub
+from wirehub.errors import WirehubError
+from wirehub.hub import Hub, StartInterrupted
 from wirehub.settings import Settings
 from wirehub.web.app import create_app
 
@@ -32,7 +33,24 @@ class HubServer(uvicorn.Server):
         #: A shutdown signal arrived before the start finished.
         self.interrupted = False
 
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        # 0. Start the hub (services, jobs, bridges) before uvicorn's lifespan:
+        #    a failure is then one clear log line and exit code 1, not a
+        #    traceback; the app's lifespan finds the hub already running.
+        try:
+            await self.hub.start()
+        except StartInterrupted as exc:
+            logger.info("%s", exc)
+            self.should_exit = True
+            return
+        except WirehubError as exc:
+            logger.error("start failed: %s", exc)
+            self.should_exit = True
+            return
+        await super().startup(sockets)
+
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+
         # 1. Stop accepting new connections.
         for server in self.servers:
             server.close()
@@ -51,7 +69,6 @@ class HubServer(uvicorn.Server):
             logger.info("dropped %d WebSocket connections that did not close in time", aborted)
 
         # 4. uvicorn's own shutdown: remaining HTTP connections, lifespan.
-
         await super().shutdown(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
@@ -66,7 +83,6 @@ class HubServer(uvicorn.Server):
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
-
         with super().capture_signals():
             yield
             # A handled SIGTERM/SIGINT is a clean exit: do not re-raise it.

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -107,3 +109,22 @@ async def test_hub_process_runs_with_a_config_file(tmp_path):
         await client.close()
     finally:
         hp.cleanup()
+
+
+async def test_a_failed_start_is_one_clear_line_and_exit_1(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tmp_path / "hub.toml"
+        config.write_text(f'[[bridges]]\nname = "plc"\nport = {port}\nroom = "plc"\n')
+        result = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "wirehub", "serve", "--port", "0", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert result.returncode == 1
+    assert f"start failed: bridge 'plc' cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
