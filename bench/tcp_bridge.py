@@ -80,6 +80,9 @@ max_clients = 200
     proc = subprocess.Popen(
         [sys.executable, "-m", "wirehub", "serve", "--config", str(config), "--port", str(http)],
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=sys.stderr,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -92,7 +95,7 @@ max_clients = 200
 
 
 async def ws_member(url: str, room: str) -> ClientConnection:
-    ws = await connect(url, max_size=2**24, ping_interval=None)
+    ws = await connect(url, max_size=2**24, ping_interval=None, close_timeout=2)
     await ws.recv()  # welcome
     await ws.send(orjson.dumps({"type": "join", "room": room, "ref": 1}).decode())
     while orjson.loads(await ws.recv()).get("type") != "joined":
@@ -120,7 +123,7 @@ async def tcp_to_ws(http: int, port: int, frames: int, rate: float, seconds: flo
             if latencies is not None:
                 latencies.append(time.perf_counter() - float(frame["data"]))
 
-    # 1. Throughput.
+    progress("TCP → WS: burst")
     per_sender = frames // SENDERS
     total = per_sender * SENDERS
     waiters = [asyncio.create_task(receive(ws, total, None)) for ws in subs]
@@ -131,7 +134,7 @@ async def tcp_to_ws(http: int, port: int, frames: int, rate: float, seconds: flo
     await asyncio.gather(*waiters)
     elapsed = time.perf_counter() - started
 
-    # 2. Latency at a fixed rate (every sender gets rate / SENDERS).
+    progress("TCP → WS: latency at a fixed rate")
     latencies: list[float] = []
     count = int(rate * seconds)
     per = count // SENDERS
@@ -147,8 +150,7 @@ async def tcp_to_ws(http: int, port: int, frames: int, rate: float, seconds: flo
 
     await asyncio.gather(*(paced(w) for _, w in senders))
     await asyncio.gather(*waiters)
-    for ws in subs:
-        await ws.close()
+    await asyncio.gather(*(ws.close() for ws in subs))
     for _, writer in senders:
         writer.close()
     return {
@@ -175,6 +177,7 @@ async def ws_to_tcp(http: int, port: int, frames: int, rate: float, seconds: flo
             if lat is not None:
                 lat.append(time.perf_counter() - float(orjson.loads(line)))
 
+    progress("WS → TCP: burst")
     per_pub = frames // SENDERS
     total = per_pub * SENDERS
     waiters = [asyncio.create_task(receive(r, total, None)) for r, _ in receivers]
@@ -188,6 +191,7 @@ async def ws_to_tcp(http: int, port: int, frames: int, rate: float, seconds: flo
     await asyncio.gather(*waiters)
     elapsed = time.perf_counter() - started
 
+    progress("WS → TCP: latency at a fixed rate")
     latencies: list[float] = []
     per = int(rate * seconds) // SENDERS
     waiters = [asyncio.create_task(receive(r, per * SENDERS, latencies)) for r, _ in receivers]
@@ -204,8 +208,7 @@ async def ws_to_tcp(http: int, port: int, frames: int, rate: float, seconds: flo
     await asyncio.gather(*waiters)
     for task in drains:
         task.cancel()
-    for ws in pubs:
-        await ws.close()
+    await asyncio.gather(*(ws.close() for ws in pubs))
     for _, writer in receivers:
         writer.close()
     return {
@@ -222,6 +225,10 @@ async def _drain(ws: ClientConnection) -> None:
     with contextlib.suppress(Exception):
         async for _ in ws:
             pass
+
+
+def progress(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
 
 async def run(args: argparse.Namespace) -> None:

@@ -38,6 +38,7 @@ from wirehub.core.connection import Connection
 from wirehub.core.framing import FrameError, FramingName, make_framer
 from wirehub.core.node import Node
 from wirehub.core.protocol import CloseCode
+from wirehub.core.ratelimit import FrameLimiter
 from wirehub.errors import ConfigError, WirehubError
 
 __all__ = ["BRIDGES_ROOM", "BridgeConfig", "HubPort", "TcpBridge", "TcpTransport"]
@@ -85,6 +86,9 @@ class BridgeConfig:
     #: Client networks allowed to connect (CIDR; empty: any) and clients per address (0: any).
     allow_from: tuple[str, ...] | list[str] = ()
     max_clients_per_ip: int = 0
+    #: Inbound frames per second per TCP client (0: no limit) and the bucket size.
+    rate: float = 0.0
+    burst: int = 100
 
 
 class TcpTransport:
@@ -354,6 +358,8 @@ class TcpBridge:
         conn = self.hub.new_connection(
             client_id, transport, peer=f"{host}:{port}", bridge=self.name
         )
+        if cfg.rate > 0:
+            conn.meta["limiter"] = FrameLimiter(cfg.rate, cfg.burst)
         self.clients[client_id] = conn
         self.clients_total += 1
         node.connect(conn)
@@ -425,6 +431,16 @@ class TcpBridge:
             self.frames_in += 1
             conn.frames_in += 1
             hub.node.frames_in += 1
+            limiter = conn.meta.get("limiter")
+            if isinstance(limiter, FrameLimiter) and not limiter.allow():
+                # Over [[bridges]] rate: dropped (counted); persistent abuse closes it.
+                self.drops += 1
+                if limiter.abusive:
+                    message = "too many frames over the rate limit"
+                    await self.report(conn.id, "rate_limited", message)
+                    hub.node.disconnect(conn, CloseCode.RATE_LIMITED, message)
+                    return False
+                continue
             if not self.sends:
                 self.drops += 1  # direction "out": TCP input is discarded
                 continue
