@@ -18,7 +18,9 @@ serve: $(STAMP)
 test: $(STAMP)
 	./scripts/ensure-system-deps
 	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/lint-imports
+
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -74,7 +74,6 @@ async def start_hub(settings: Settings | None = None, **overrides: Any) -> Runni
         ws=settings.server.ws,
         ws_max_size=settings.server.ws_max_size,
         ws_per_message_deflate=settings.server.ws_per_message_deflate,
-
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=5,

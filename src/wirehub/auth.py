@@ -26,6 +26,7 @@ import hmac
 import importlib
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,18 +61,30 @@ class Principal:
     grants: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     claims: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # One compiled regex per action and room kind: a check is one match() call.
+        compiled = {}
+        for action, patterns in self.grants.items():
+            system = [p for p in patterns if p.startswith("$")]
+            compiled[action] = (_compile(patterns), _compile(system))
+        object.__setattr__(self, "_compiled", compiled)
+
     def allows(self, action: str, room: str) -> bool:
         """Grant check alone (no policy function)."""
         if self.admin:
             return True
-        patterns = self.grants.get("join" if action == "presence" else action, ())
-        system = room.startswith("$")
-        for pattern in patterns:
-            if system and not pattern.startswith("$"):
-                continue
-            if fnmatch.fnmatchcase(room, pattern):
-                return True
-        return False
+        pair = self._compiled.get("join" if action == "presence" else action)  # type: ignore[attr-defined]
+        if pair is None:
+            return False
+        regex = pair[1] if room.startswith("$") else pair[0]
+        return regex is not None and regex.match(room) is not None
+
+
+def _compile(patterns: Iterable[str]) -> re.Pattern[str] | None:
+    patterns = list(patterns)
+    if not patterns:
+        return None
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
 
 
 def load_policy(spec: str) -> Policy:

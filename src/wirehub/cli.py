@@ -69,7 +69,6 @@ def serve(
         raise typer.Exit(1)  # the start failed (the reason was logged)
 
 
-
 @app.command("tcp-send")
 def tcp_send(
     target: Annotated[str, typer.Argument(help="HOST:PORT of a TCP bridge")],

@@ -66,7 +66,6 @@ class StartInterrupted(WirehubError):
 
 
 class Component(Protocol):
-
     """A part with a lifecycle (services, job runner, TCP bridges…).
 
     Components start in registration order before the app takes requests and
@@ -235,6 +234,7 @@ class Hub:
             transport,
             max_queue=limits.queue_max_messages,
             max_queue_bytes=limits.queue_max_bytes,
+            max_lag=limits.queue_max_lag,
             close_timeout=limits.close_timeout,
             on_slow=self.node.slow_consumer,
             meta=dict(meta),
@@ -343,7 +343,6 @@ class Hub:
             yield
             return
         try:
-
             yield
         finally:
             await self.stop()
@@ -363,7 +362,6 @@ class Hub:
             try:
                 await self._interruptible(component.start(), component.name)
             except BaseException:
-
                 logger.error("start failed in %s; stopping what was started", component.name)
                 await self._stop_components()
                 self._running = False

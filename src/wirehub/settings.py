@@ -65,7 +65,11 @@ class LimitsSettings(_Section):
     max_frame: int = Field(64 * 1024, ge=256)
     #: Outbound queue bound per connection, in frames and in bytes.
     queue_max_messages: int = Field(1024, ge=1)
-    queue_max_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    queue_max_bytes: int = Field(2 * 1024 * 1024, ge=1024)
+    #: A peer that has not taken a frame for this many seconds while more wait
+    #: for it is a slow consumer too (bytes and frames measure backlog, not lag).
+    queue_max_lag: float = Field(5.0, gt=0)
+
     max_rooms_per_connection: int = Field(100, ge=1)
     max_rooms: int = Field(100_000, ge=1)
     #: WebSocket clients must join a room before publishing to it.
@@ -136,6 +140,10 @@ class BridgeSettings(_Section):
     allow_from: list[str] = []
     #: TCP clients at once from one source address (0: only ``max_clients`` applies).
     max_clients_per_ip: int = Field(0, ge=0)
+    #: Inbound frames per second per TCP client (0: no limit); extra frames are dropped
+    #: and counted, 100 of them within 10 s close the client.
+    rate: float = Field(0.0, ge=0)
+    burst: int = Field(100, ge=1)
 
     @model_validator(mode="after")
     def _check(self) -> BridgeSettings:

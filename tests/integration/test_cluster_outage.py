@@ -13,7 +13,7 @@ import uuid
 
 import httpx
 
-from integration.test_cluster import start_nodes, stop_node
+from cluster_support import start_nodes, stop_node
 from redis_support import spawn_redis
 from support import FACTOR
 

@@ -69,3 +69,34 @@ async def test_clients_per_source_address_are_capped(hub_server, ws_client):
     await watcher.wait_for("presence", room="dev", event="join")
     writer.close()
     kept[1][1].close()
+
+
+async def test_a_tcp_client_over_the_rate_is_dropped_then_closed(hub_server, ws_client):
+    port = unused_port()
+    running = await hub_server(
+        bridges=[{"name": "fast", "port": port, "room": "fast", "rate": 5, "burst": 5}]
+    )
+    watcher = await ws_client(running.ws, "watcher")
+    await watcher.request("join", room="fast")
+    await watcher.request("join", room="$bridges")
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    await watcher.wait_for("presence", room="fast", event="join")
+    writer.write(b"".join(b"%d\n" % i for i in range(300)))
+    await writer.drain()
+    assert await asyncio.wait_for(reader.read(100), TIMEOUT) == b""  # closed by the hub
+    writer.close()
+    delivered, events = [], []
+    while True:  # everything the watcher saw, up to the client's leave
+        frame = await watcher.recv()
+        if frame["type"] == "message" and frame["room"] == "fast":
+            delivered.append(frame["data"])
+        elif frame["type"] == "message" and frame["room"] == "$bridges":
+            events.append(frame["data"])
+        elif frame["type"] == "presence" and frame["event"] == "leave":
+            break
+    assert [(e["code"], e["message"]) for e in events] == [
+        ("rate_limited", "too many frames over the rate limit")
+    ]
+    assert 5 <= len(delivered) <= 7  # the burst (plus what refilled), in order
+    assert delivered == [str(i) for i in range(len(delivered))]
+    assert running.hub.bridges["fast"].drops >= 100

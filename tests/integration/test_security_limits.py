@@ -98,7 +98,8 @@ async def test_rooms_per_connection_and_members_per_room(hub_server, ws_client):
     )
     await b.request("join", room="small:1")
     await c.request("join", room="small:1")
-    refused = await a.request("leave", room="y") and await a.request("join", room="small:1")
+    await a.request("leave", room="y")  # a has room for one more, small:1 has none
+    refused = await a.request("join", room="small:1")
     assert (
         refused["code"] == "limit_exceeded"
         and refused["message"] == "room 'small:1' is full (2 members)"

@@ -35,7 +35,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -43,9 +42,11 @@ from redis.exceptions import RedisError
 
 from wirehub.backoff import backoff
 from wirehub.brokers.keys import Keys
+from wirehub.brokers.redis_registry import Registry
+from wirehub.brokers.redis_scripts import PUBLISH_SCRIPT, SET_MAX_SCRIPT
 from wirehub.core.interfaces import ClientRecord
 from wirehub.core.protocol import CloseCode, Frame, encode
-from wirehub.core.rooms import Replay, presence_frame
+from wirehub.core.rooms import Replay
 from wirehub.errors import NotFound, WirehubError
 
 if TYPE_CHECKING:
@@ -60,47 +61,6 @@ logger = logging.getLogger("wirehub.broker")
 MAX_MEMBERS_LISTED = 1000
 #: Operations waiting for Redis before new ones are dropped (and counted).
 MAX_PENDING_OPS = 100_000
-
-# KEYS: offset, stream. ARGV: frame head (ends with '"offset":'), maxlen,
-# ttl ms, node id, exclude, channel.
-PUBLISH_SCRIPT = """
-local off = redis.call('INCR', KEYS[1])
-local frame = ARGV[1] .. off .. '}'
-local maxlen = tonumber(ARGV[2])
-if maxlen > 0 then
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  local cutoff = now - tonumber(ARGV[3])
-  redis.pcall('XADD', KEYS[2], 'MAXLEN', maxlen, off .. '-0', 't', now, 'x', ARGV[5], 'f', frame)
-  local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1]
-  if oldest and tonumber(oldest[2][2]) < cutoff then
-    local keep = off .. '-0'
-    for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 256)) do
-      if tonumber(e[2][2]) >= cutoff then keep = e[1]; break end
-    end
-    redis.call('XTRIM', KEYS[2], 'MINID', keep)
-  end
-  redis.call('PEXPIRE', KEYS[2], ARGV[3])
-end
-local tab = '\\t'
-redis.call('PUBLISH', ARGV[6], 'M' .. tab .. ARGV[4] .. tab .. ARGV[5] .. tab .. off .. tab .. frame)
-return off
-"""
-
-# Delete a hash field only if it still names this node (a client may have moved).
-DELETE_IF_SCRIPT = """
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
-  return redis.call('HDEL', KEYS[1], ARGV[1])
-end
-return 0
-"""
-
-# Raise a counter to at least ARGV[1] (offsets after Redis lost its data).
-SET_MAX_SCRIPT = """
-local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
-if cur < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]); return tonumber(ARGV[1]) end
-return cur
-"""
 
 _FAILURES = (RedisError, OSError, TimeoutError)
 
@@ -121,8 +81,11 @@ class _RoomSync:
     synced: bool = False
     ready: asyncio.Future[None] | None = None
     gap_timer: asyncio.TimerHandle | None = None
-    #: ``delivered`` when the broker was lost (gap notices on resync).
+    #: ``delivered`` when the broker was lost (None: connected since the last sync).
     outage_offset: int | None = None
+    #: The room's outage marker as this node last knew it (``P:room:R:gap``): a
+    #: higher one after a reconnect means some node delivered messages locally.
+    marker: int = 0
 
 
 class RedisBroker:
@@ -162,7 +125,7 @@ class RedisBroker:
             retry=Retry(NoBackoff(), 0),
         )
         self._publish = self._redis.register_script(PUBLISH_SCRIPT)
-        self._delete_if = self._redis.register_script(DELETE_IF_SCRIPT)
+        self._registry = Registry(self._redis, self.keys, node, node_ttl=node_ttl)
         self._set_max = self._redis.register_script(SET_MAX_SCRIPT)
         self._rooms: dict[str, _RoomSync] = {}
         self._by_channel: dict[bytes, _RoomSync] = {}
@@ -214,7 +177,7 @@ class RedisBroker:
         # 3. Remove what this node registered (members left already, above).
         if self._connected:
             with contextlib.suppress(*_FAILURES):
-                await self._deregister()
+                await self._registry.deregister()
         self._connected = False
         for st in self._rooms.values():
             if st.gap_timer is not None:
@@ -284,7 +247,7 @@ class RedisBroker:
                     st.subscribed = True
                 await self._wait_confirmed(reader)
             self._connected = True
-            await self._register()
+            await self._registry.register()
             for st in list(self._rooms.values()):
                 if self._rooms.get(st.name) is st:
                     await self._sync_room(st, outage=not first)
@@ -385,17 +348,22 @@ class RedisBroker:
             if node == self._node_b:
                 return  # our own: applied when the script returned
             self._apply(st, int(offset), frame.decode(), exclude.decode() or None)
-        elif tag in (b"P", b"G"):
+        elif tag == b"P":
             st = self._by_channel.get(message["channel"])
             if st is None:
                 return
             _, node, frame = data.split(b"\t", 2)
-            if node == self._node_b:
-                return
             room = self.node.rooms.find(st.name)
-            if room is not None and (tag == b"G" or room.presence_events()):
-                if tag == b"G":
-                    self.gaps += 1
+            if node != self._node_b and room is not None and room.presence_events():
+                self.node.rooms.broadcast_frame(st.name, frame.decode())
+        elif tag == b"G":
+            st = self._by_channel.get(message["channel"])
+            if st is None:
+                return
+            _, node, marker, frame = data.split(b"\t", 3)
+            if node != self._node_b:
+                st.marker = max(st.marker, int(marker))
+                self.gaps += 1
                 self.node.rooms.broadcast_frame(st.name, frame.decode())
         elif tag == b"D":
             _, to, frame = data.split(b"\t", 2)
@@ -505,21 +473,22 @@ class RedisBroker:
             self._gap(st, current + 1, None, "broker_reset")
         elif current > st.delivered:
             await self._catch_up(st, current)
-        if outage:
-            marker = int(await r.get(self.keys.gap(st.name)) or 0)
-            if st.name in self._local_only:
-                # Our members saw messages no other node got: mark and tell them.
-                last = max(current, st.delivered)
-                gap = encode(
-                    {"type": "gap", "room": st.name, "offset": last, "reason": "broker_outage"}
-                )
-                async with r.pipeline(transaction=False) as pipe:
-                    pipe.set(self.keys.gap(st.name), max(marker, last))
-                    pipe.pexpire(self.keys.gap(st.name), self._ttl_ms(st.name))
-                    pipe.publish(st.channel, f"G\t{self.node_id}\t{gap}")
-                    await pipe.execute()
-            if st.outage_offset is not None and marker >= st.outage_offset:
-                self._gap(st, st.outage_offset + 1, None, "broker_outage")
+        marker = int(await r.get(self.keys.gap(st.name)) or 0)
+        if outage and st.outage_offset is not None and marker > st.marker:
+            # Another node delivered messages locally while we were cut off.
+            self._gap(st, st.outage_offset + 1, None, "broker_outage")
+        if outage and st.name in self._local_only:
+            # Our members saw messages no other node got: mark the room, tell the others.
+            marker = max(marker, current, st.delivered)
+            gap = encode(
+                {"type": "gap", "room": st.name, "offset": marker, "reason": "broker_outage"}
+            )
+            async with r.pipeline(transaction=False) as pipe:
+                pipe.set(self.keys.gap(st.name), marker)
+                pipe.pexpire(self.keys.gap(st.name), self._ttl_ms(st.name))
+                pipe.publish(st.channel, f"G\t{self.node_id}\t{marker}\t{gap}")
+                await pipe.execute()
+        st.marker = max(st.marker, marker)
         st.outage_offset = None
         st.synced = True
         if st.ready is not None and not st.ready.done():
@@ -685,9 +654,7 @@ class RedisBroker:
             first_offset = max(_entry_offset(oldest[0][0]), since + 1)
         else:
             first_offset = head + 1
-        complete = first_offset == since + 1 and (
-            limit is not None or len(frames) == head - since
-        )
+        complete = first_offset == since + 1 and (limit is not None or len(frames) == head - since)
         return Replay(frames, complete and not lost_in_outage, first_offset)
 
     def joined(self, room: str, conn: Connection, first: bool) -> None:
@@ -720,30 +687,6 @@ class RedisBroker:
         if self._pubsub is not None:
             await self._pubsub.unsubscribe(st.channel)
 
-    async def _presence_add(self, room: str, client_id: str) -> None:
-        if not self._connected:
-            return  # rewritten on reconnect
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hset(self.keys.presence(room), client_id, self.node_id)
-            pipe.sadd(self.keys.node_presence(self.node_id), f"{room}\t{client_id}")
-            if self.node.rooms.policy_for(room).presence_events is not False:
-                frame = presence_frame(room, "join", client_id)
-                pipe.publish(self.keys.room_channel(room), f"P\t{self.node_id}\t{frame}")
-            await pipe.execute()
-
-    async def _presence_remove(self, room: str, client_id: str) -> None:
-        if not self._connected:
-            return
-        removed = await self._delete_if(
-            keys=[self.keys.presence(room)], args=[client_id, self.node_id]
-        )
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.srem(self.keys.node_presence(self.node_id), f"{room}\t{client_id}")
-            if removed and self.node.rooms.policy_for(room).presence_events is not False:
-                frame = presence_frame(room, "leave", client_id)
-                pipe.publish(self.keys.room_channel(room), f"P\t{self.node_id}\t{frame}")
-            await pipe.execute()
-
     # -- clients ---------------------------------------------------------------------------------
 
     def client_changed(self, conn: Connection, connected: bool) -> None:
@@ -752,30 +695,23 @@ class RedisBroker:
         else:
             self._enqueue(self._client_remove, conn.id)
 
-    def _client_record(self, conn: Connection) -> bytes:
-        peer = conn.meta.get("peer")
-        return orjson.dumps(
-            {"kind": conn.kind, "at": conn.connected_at, "peer": None if peer is None else peer}
-        )
-
     async def _client_add(self, conn: Connection) -> None:
-        if not self._connected or self.node.clients.get(conn.id) is not conn:
-            return
-        r = self._redis
-        previous = await r.hget(self.keys.clients, conn.id)
-        async with r.pipeline(transaction=False) as pipe:
-            pipe.hset(self.keys.clients, conn.id, self.node_id)
-            pipe.hset(self.keys.node_clients(self.node_id), conn.id, self._client_record(conn))
-            if previous is not None and previous != self._node_b:
-                # Same client_id connected elsewhere before: that node closes it (4409).
-                pipe.publish(self.keys.node_channel(previous.decode()), f"K\t{conn.id}")
-            await pipe.execute()
+        if self._connected and self.node.clients.get(conn.id) is conn:
+            await self._registry.client_add(conn)
 
     async def _client_remove(self, client_id: str) -> None:
-        if not self._connected or client_id in self.node.clients:
-            return
-        await self._delete_if(keys=[self.keys.clients], args=[client_id, self.node_id])
-        await self._redis.hdel(self.keys.node_clients(self.node_id), client_id)
+        if self._connected and client_id not in self.node.clients:
+            await self._registry.client_remove(client_id)
+
+    async def _presence_add(self, room: str, client_id: str) -> None:
+        if self._connected:  # else: rewritten on reconnect
+            event = self.node.rooms.policy_for(room).presence_events is not False
+            await self._registry.presence_add(room, client_id, event=event)
+
+    async def _presence_remove(self, room: str, client_id: str) -> None:
+        if self._connected:
+            event = self.node.rooms.policy_for(room).presence_events is not False
+            await self._registry.presence_remove(room, client_id, event=event)
 
     async def send(self, client_id: str, frame: Frame) -> bool:
         conn = self.node.clients.get(client_id)
@@ -784,10 +720,10 @@ class RedisBroker:
         if not self._connected:
             return False
         try:
-            target = await self._redis.hget(self.keys.clients, client_id)
+            target = await self._registry.where(client_id)
             if target is None:
                 return False
-            channel = self.keys.node_channel(target.decode())
+            channel = self.keys.node_channel(target)
             receivers = await self._redis.publish(channel, f"D\t{client_id}\t{encode(frame)}")
         except _FAILURES as exc:
             self._lost(exc)
@@ -846,116 +782,6 @@ class RedisBroker:
             raise NotFound(f"room '{room}' does not exist", room=room)
         return dict.fromkeys(local.members, self.node_id)
 
-    async def clients(self) -> list[ClientRecord]:
-        mine = [
-            ClientRecord(
-                id=conn.id,
-                node=self.node_id,
-                kind=conn.kind,
-                rooms=tuple(sorted(conn.rooms)),
-                connected_at=conn.connected_at,
-                peer=None if conn.meta.get("peer") is None else str(conn.meta["peer"]),
-                queued=conn.queued,
-            )
-            for conn in list(self.node.clients.values())
-        ]
-        if not self._connected:
-            return mine
-        try:
-            nodes = [n.decode() for n in await self._redis.zrange(self.keys.nodes, 0, -1)]
-            others = [n for n in nodes if n != self.node_id]
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for other in others:
-                    pipe.hgetall(self.keys.node_clients(other))
-                    pipe.smembers(self.keys.node_presence(other))
-                results = await pipe.execute()
-        except _FAILURES as exc:
-            self._lost(exc)
-            return mine
-        for i, other in enumerate(others):
-            records, pairs = results[2 * i], results[2 * i + 1]
-            rooms: dict[str, list[str]] = {}
-            for pair in pairs:
-                room, _, client = pair.decode().partition("\t")
-                rooms.setdefault(client, []).append(room)
-            for client_id, raw in records.items():
-                info = orjson.loads(raw)
-                cid = client_id.decode()
-                mine.append(
-                    ClientRecord(
-                        id=cid,
-                        node=other,
-                        kind=str(info.get("kind", "?")),
-                        rooms=tuple(sorted(rooms.get(cid, ()))),
-                        connected_at=float(info.get("at", 0.0)),
-                        peer=info.get("peer"),
-                    )
-                )
-        return mine
-
-    # -- node registry, heartbeats, dead nodes --------------------------------------------------
-
-    async def _register(self) -> None:
-        """Write this node's whole state (after a (re)connect, or after being reaped)."""
-        node, keys = self.node_id, self.keys
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.delete(keys.node_presence(node), keys.node_clients(node))
-            for room in self.node.rooms:
-                if not room.members:
-                    continue
-                pipe.hset(keys.presence(room.name), mapping=dict.fromkeys(room.members, node))
-                pipe.sadd(keys.node_presence(node), *[f"{room.name}\t{c}" for c in room.members])
-            for conn in list(self.node.clients.values()):
-                pipe.hset(keys.clients, conn.id, node)
-                pipe.hset(keys.node_clients(node), conn.id, self._client_record(conn))
-            pipe.zadd(keys.nodes, {node: self._deadline()})
-            await pipe.execute()
-
-    async def _deregister(self) -> None:
-        node, keys = self.node_id, self.keys
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zrem(keys.nodes, node)
-            pipe.delete(keys.node_presence(node), keys.node_clients(node))
-            await pipe.execute()
-
-    def _deadline(self) -> int:
-        return int((time.time() + self.node_ttl) * 1000)
-
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.node_heartbeat)
-            if not self._connected:
-                continue
-            try:
-                added = await self._redis.zadd(self.keys.nodes, {self.node_id: self._deadline()})
-                if added:
-                    logger.warning("node %s was presumed dead; registering again", self.node_id)
-                    await self._register()
-                await self._reap()
-            except _FAILURES as exc:
-                self._lost(exc)
-
-    async def _reap(self) -> None:
-        """Remove the members and clients of nodes whose heartbeat deadline passed."""
-        r, keys = self._redis, self.keys
-        now = int(time.time() * 1000)
-        for raw in await r.zrangebyscore(keys.nodes, "-inf", now):
-            dead = raw.decode()
-            if dead == self.node_id or not await r.zrem(keys.nodes, dead):
-                continue  # another node claimed it
-            self.reaped += 1
-            left = 0
-            for pair in await r.smembers(keys.node_presence(dead)):
-                room, _, client = pair.decode().partition("\t")
-                if await self._delete_if(keys=[keys.presence(room)], args=[client, dead]):
-                    left += 1
-                    frame = presence_frame(room, "leave", client)
-                    await r.publish(keys.room_channel(room), f"P\t\t{frame}")
-            for client in await r.hkeys(keys.node_clients(dead)):
-                await self._delete_if(keys=[keys.clients], args=[client, dead])
-            await r.delete(keys.node_presence(dead), keys.node_clients(dead))
-            logger.info("node %s expired: removed %d room members", dead, left)
-
     # -- the ordered op queue ----------------------------------------------------------------------
 
     def _enqueue(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
@@ -974,6 +800,38 @@ class RedisBroker:
 
         self._ops.put_nowait((mark, ()))
         await done
+
+    async def clients(self) -> list[ClientRecord]:
+        mine = [
+            ClientRecord(
+                id=conn.id,
+                node=self.node_id,
+                kind=conn.kind,
+                rooms=tuple(sorted(conn.rooms)),
+                connected_at=conn.connected_at,
+                peer=None if conn.meta.get("peer") is None else str(conn.meta["peer"]),
+                queued=conn.queued,
+            )
+            for conn in list(self.node.clients.values())
+        ]
+        if not self._connected:
+            return mine
+        try:
+            return mine + await self._registry.other_clients()
+        except _FAILURES as exc:
+            self._lost(exc)
+            return mine
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.node_heartbeat)
+            if not self._connected:
+                continue
+            try:
+                await self._registry.heartbeat()
+                self.reaped += await self._registry.reap()
+            except _FAILURES as exc:
+                self._lost(exc)
 
     async def _op_loop(self) -> None:
         while True:

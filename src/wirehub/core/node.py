@@ -15,6 +15,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from wirehub.core.connection import Connection
@@ -235,14 +236,17 @@ class Node:
     ) -> Frame | None:
         """Join on this node only; with ``since``, queue ``joined`` then the replay."""
         room, _ = self.rooms.join(conn, name)
-        members = list(room.members)
         reply: Frame = {
             "type": "joined",
             "room": name,
             "offset": room.offset,
-            "members": members[:MAX_MEMBERS_LISTED],
-            "member_count": len(members),
+            "member_count": len(room.members),
         }
+        # The member list only where presence is on: in a big broadcast room a
+        # list per join is work (and memory) proportional to the room's size.
+        if room.presence_events():
+            reply["members"] = list(islice(room.members, MAX_MEMBERS_LISTED))
+
         if since is None:
             return reply
         replay = room.history.since(since)

@@ -28,7 +28,6 @@ def create_app(settings: Settings | Hub | None = None) -> FastAPI:
     endpoint = next(r.app for r in hub.router.routes if getattr(r, "name", "") == "wirehub_ws")
     app.add_middleware(WebSocketShortcut, endpoint=endpoint, path="/ws")
 
-
     auth = hub.settings.auth
     add_cors(app, auth.cors_origins, allow_credentials=auth.cors_allow_credentials)
     if hub.settings.demo:
