@@ -54,33 +54,12 @@ def _missing(what: str) -> None:
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        _missing("redis-server")
-    port = unused_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    assert proc.stdout is not None
-    seen = []
-    for raw in proc.stdout:
-        seen.append(raw.decode(errors="replace"))
-        if "Ready to accept connections" in seen[-1]:
-            break
-    else:
-        proc.wait()
-        raise RuntimeError("redis-server did not start:\n" + "".join(seen))
-    drain = threading.Thread(target=proc.stdout.read, daemon=True)  # keep the pipe drained
-    drain.start()
+    proc, url = spawn_redis()
     try:
-        yield f"redis://127.0.0.1:{port}/0"
+        yield url
     finally:
         proc.terminate()
         proc.wait(10)
-        drain.join(5)
-        proc.stdout.close()
 
 
 @pytest.fixture
