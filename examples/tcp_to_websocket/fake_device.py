@@ -3,6 +3,8 @@
 python examples/tcp_to_websocket/fake_device.py lines   # port 9001, text lines
 python examples/tcp_to_websocket/fake_device.py json    # port 9002, JSON lines
 python examples/tcp_to_websocket/fake_device.py binary  # port 9003, length-prefixed binary
+
+``--count N`` sends N readings, then only prints what comes back (until the hub closes).
 """
 
 from __future__ import annotations
@@ -46,17 +48,23 @@ async def print_replies(kind: str, reader: asyncio.StreamReader) -> None:
     print("hub closed the connection")
 
 
-async def run(kind: str, host: str, port: int, interval: float, sensor: int) -> None:
+async def run(
+    kind: str, host: str, port: int, interval: float, sensor: int, count: int = 0
+) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     print(f"connected to {host}:{port} as a '{kind}' device; Ctrl-C to stop")
     replies = asyncio.create_task(print_replies(kind, reader))
+    sent = 0
     try:
-        while not replies.done():
+        while not replies.done() and (count <= 0 or sent < count):
             frame = reading(kind, sensor)
             writer.write(frame)
             await writer.drain()
+            sent += 1
             print("->", frame.hex(" ") if kind == "binary" else frame.decode().rstrip())
-            await asyncio.sleep(interval)
+            if count <= 0 or sent < count:
+                await asyncio.sleep(interval)
+        await replies  # with --count: keep printing what the room sends back
     finally:
         replies.cancel()
         writer.close()
@@ -69,11 +77,13 @@ def main() -> None:
     parser.add_argument("--port", type=int, help="default: 9001 / 9002 / 9003 by kind")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between readings")
     parser.add_argument("--sensor", type=int, default=1, help="sensor number (0-255)")
+    parser.add_argument(
+        "--count", type=int, default=0, help="stop sending after N readings (default: never)"
+    )
     args = parser.parse_args()
+    port = args.port or PORTS[args.kind]
     try:
-        asyncio.run(
-            run(args.kind, args.host, args.port or PORTS[args.kind], args.interval, args.sensor)
-        )
+        asyncio.run(run(args.kind, args.host, port, args.interval, args.sensor, args.count))
     except KeyboardInterrupt:
         pass
     except OSError as exc:
