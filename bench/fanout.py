@@ -47,6 +47,8 @@ from typing import Any
 
 import psutil
 
+from wirehub.settings import LimitsSettings
+
 __all__ = ["main"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -459,12 +461,19 @@ async def run(
     servers: list[str],
     workdir: Path,
     scenarios: set[str],
-    slow_queue_bytes: int = 8 * 2**20,
+    slow_queue_bytes: int | None = None,
 ) -> dict[str, Any]:
     runs: list[dict[str, dict[str, Any]]] = []
     big_queue = {"queue_max_messages": 100_000, "queue_max_bytes": 256 * 2**20}
-    default_queue = {"queue_max_messages": 1024, "queue_max_bytes": 8 * 2**20}
-    slow_queue = {"queue_max_messages": 1024, "queue_max_bytes": slow_queue_bytes}
+    hub = LimitsSettings()  # the hub's own defaults, whatever they are today
+    default_queue = {
+        "queue_max_messages": hub.queue_max_messages,
+        "queue_max_bytes": hub.queue_max_bytes,
+    }
+    slow_queue = {
+        "queue_max_messages": hub.queue_max_messages,
+        "queue_max_bytes": slow_queue_bytes or hub.queue_max_bytes,
+    }
     for rep in range(sizes.reps):
         # Rotate the order each repetition so no server always runs first.
         order = servers[rep % len(servers) :] + servers[: rep % len(servers)]
@@ -718,8 +727,8 @@ def main() -> None:
     parser.add_argument(
         "--slow-queue-kib",
         type=int,
-        default=8192,
-        help="scenario 3: wirehub limits.queue_max_bytes in KiB (default: the hub's 8192)",
+        default=None,
+        help="scenario 3: wirehub limits.queue_max_bytes in KiB (default: the hub's default)",
     )
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--profile", type=Path, help="run the servers under cProfile into DIR")
@@ -740,7 +749,15 @@ def main() -> None:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="wirehub-fanout-") as tmp:
         scenarios = set(args.scenarios.split(","))
-        data = asyncio.run(run(sizes, servers, Path(tmp), scenarios, args.slow_queue_kib * 1024))
+        data = asyncio.run(
+            run(
+                sizes,
+                servers,
+                Path(tmp),
+                scenarios,
+                args.slow_queue_kib and args.slow_queue_kib * 1024,
+            )
+        )
     add_derived(data)
     data["sizes"] = sizes.__dict__
     if args.json:

@@ -39,8 +39,12 @@ class Transport(Protocol):
 
     kind: str  # "ws" or "tcp"
 
-    async def send(self, frame: Outbound) -> None:
-        """Write one frame; may wait for the peer (only the connection calls it)."""
+    def send(self, frame: Outbound) -> Coroutine[Any, Any, None]:
+        """A coroutine that writes one frame; it may wait for the peer.
+
+        Only the connection calls it: at once when the peer is idle (stepping
+        the coroutine itself), or from its writer task.
+        """
 
     async def close(self, code: int, reason: str) -> None:
         """Close politely (close frame / FIN); may wait for the peer."""

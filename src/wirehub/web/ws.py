@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -27,6 +28,10 @@ logger = logging.getLogger("wirehub.ws")
 
 Scope = dict[str, Any]
 
+# The last frame sent through any ASGITransport and its ASGI message (see send).
+_last_frame: str | bytes | None = None
+_last_message: dict[str, Any] = {}
+
 
 class ASGITransport:
     """Connection transport over an ASGI WebSocket ``send`` callable."""
@@ -39,11 +44,16 @@ class ASGITransport:
         self._reader = reader
         self.aborted = False
 
-    async def send(self, frame: str | bytes) -> None:
-        if isinstance(frame, str):
-            await self._send({"type": "websocket.send", "text": frame})
-        else:
-            await self._send({"type": "websocket.send", "bytes": frame})
+    def send(self, frame: str | bytes) -> Awaitable[None]:
+        # A plain method returning the server's own coroutine: one coroutine
+        # frame less per delivery. A fan-out hands the same frame object to
+        # every member in a row, so the ASGI message is built once per publish
+        # (servers only read it).
+        global _last_frame, _last_message
+        if frame is not _last_frame:
+            key = "text" if isinstance(frame, str) else "bytes"
+            _last_frame, _last_message = frame, {"type": "websocket.send", key: frame}
+        return self._send(_last_message)
 
     async def close(self, code: int, reason: str) -> None:
         await self._send({"type": "websocket.close", "code": code, "reason": reason[:120]})
