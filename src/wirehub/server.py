@@ -69,7 +69,13 @@ class HubServer(uvicorn.Server):
             logger.info("dropped %d WebSocket connections that did not close in time", aborted)
 
         # 4. uvicorn's own shutdown: remaining HTTP connections, lifespan.
+        forced = self.force_exit
         await super().shutdown(sockets)
+        if forced and self.started:
+            # A second signal skips uvicorn's lifespan shutdown; the hub is
+            # already stopped, so end the lifespan task cleanly anyway rather
+            # than leave it to be cancelled with a traceback.
+            await self.lifespan.shutdown()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)

@@ -128,3 +128,34 @@ async def test_a_failed_start_is_one_clear_line_and_exit_1(tmp_path):
     assert result.returncode == 1
     assert f"start failed: bridge 'plc' cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_a_second_signal_during_shutdown_still_exits_cleanly():
+    hp = spawn_hub(
+        env={"WIREHUB_SHUTDOWN__DRAIN_TIMEOUT": "1", "WIREHUB_LIMITS__CLOSE_TIMEOUT": "1"}
+    )
+    try:
+        # A client that never reads keeps the shutdown busy draining it...
+        stuck = await open_client(hp.ws, "stuck", max_queue=1)
+        await stuck.request("join", room="r")
+        pub = await open_client(hp.ws, "pub")
+        await pub.request("join", room="r")
+        for _ in range(300):
+            await pub.send(type="publish", room="r", data="y" * 16_000)
+        await pub.request("ping")
+        watcher = await open_client(hp.ws, "watcher")
+        hp.signal(signal.SIGINT)
+        # ...so the second Ctrl-C lands while the hub is stopping (uvicorn's
+        # "force exit", which skips its own lifespan shutdown).
+        code, _ = await watcher.closed()
+        assert code == 1001
+        hp.signal(signal.SIGINT)
+        returncode = await asyncio.to_thread(hp.wait)
+        stuck.ws.transport.abort()
+        for client in (pub, watcher):
+            await client.close()
+    finally:
+        hp.cleanup()
+    output = hp.output()
+    assert returncode == 0, output
+    assert "Traceback" not in output and "CancelledError" not in output, output
