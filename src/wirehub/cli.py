@@ -22,7 +22,7 @@ from wirehub.settings import load_settings
 __all__ = ["app", "main"]
 
 app = typer.Typer(help="wirehub: a real-time hub for FastAPI.", no_args_is_help=True)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # error lines stay whole in logs
 logger = logging.getLogger("wirehub.cli")
 
 
