@@ -24,7 +24,7 @@ import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 
 from wirehub.hub import Hub
-from wirehub.server import HubServer
+from wirehub.server import HubServer, ws_protocol
 from wirehub.settings import Settings, load_settings
 from wirehub.web.app import create_app
 
@@ -71,7 +71,7 @@ async def start_hub(settings: Settings | None = None, **overrides: Any) -> Runni
         create_app(hub),
         host="127.0.0.1",
         port=port,
-        ws=settings.server.ws,
+        ws=ws_protocol(settings.server.ws),
         ws_max_size=settings.server.ws_max_size,
         ws_per_message_deflate=settings.server.ws_per_message_deflate,
         log_config=None,

@@ -8,6 +8,7 @@ queues, then lets uvicorn finish; ``run`` returns normally so the CLI exits 0.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import socket
@@ -20,8 +21,9 @@ from wirehub.errors import WirehubError
 from wirehub.hub import Hub, StartInterrupted
 from wirehub.settings import Settings
 from wirehub.web.app import create_app
+from wirehub.web.rawsend import RawSendProtocol
 
-__all__ = ["HubServer", "build_server"]
+__all__ = ["HubServer", "build_server", "ws_protocol"]
 
 logger = logging.getLogger("wirehub.server")
 
@@ -60,7 +62,8 @@ class HubServer(uvicorn.Server):
         #    (a peer that stopped reading): drop it instead of waiting for it.
         aborted = 0
         for connection in list(self.server_state.connections):
-            if "websockets" in type(connection).__module__:
+            if any("protocols.websockets" in c.__module__ for c in type(connection).__mro__):
+
                 transport = getattr(connection, "transport", None)
                 if transport is not None and not transport.is_closing():
                     transport.abort()
@@ -107,7 +110,7 @@ def build_server(
         port=srv.port if port is None else port,
         loop="uvloop",
         http="httptools",
-        ws=srv.ws,
+        ws=ws_protocol(srv.ws),
         ws_max_size=srv.ws_max_size,
         ws_per_message_deflate=srv.ws_per_message_deflate,
         timeout_graceful_shutdown=srv.graceful_timeout,
@@ -116,3 +119,8 @@ def build_server(
         access_log=False,
     )
     return HubServer(config, hub)
+
+
+def ws_protocol(name: str) -> str | type[asyncio.Protocol]:
+    """The uvicorn ``ws`` option for ``server.ws``: "wirehub" is our protocol class."""
+    return RawSendProtocol if name == "wirehub" else name

@@ -49,8 +49,10 @@ class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
-    #: uvicorn WebSocket implementation.
-    ws: Literal["auto", "websockets", "websockets-sansio", "wsproto"] = "websockets-sansio"
+    #: uvicorn WebSocket implementation; "wirehub" is uvicorn's websockets-sansio
+    #: plus a frame-once writer for fan-out (web/rawsend.py).
+    ws: Literal["wirehub", "auto", "websockets", "websockets-sansio", "wsproto"] = "wirehub"
+
     #: permessage-deflate costs one compression per delivery: off by default.
     ws_per_message_deflate: bool = False
     #: Hard cap enforced by the WebSocket layer (close 1009 beyond). Frames

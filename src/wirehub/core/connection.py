@@ -52,6 +52,11 @@ class Transport(Protocol):
     def abort(self) -> None:
         """Drop the socket now; used when a polite close did not finish in time."""
 
+    # Optional fast path (the web adapter's frame-once writer): a transport whose
+    # ``can_write_now`` is true offers ``write_now(frame) -> bool``, which writes
+    # the whole frame at once or declines (closed, paused), and the connection
+    # then takes the ordinary ``send``.
+
 
 class Connection:
     """A peer with an id, a set of rooms, a bounded queue and one writer task."""
@@ -86,7 +91,14 @@ class Connection:
         self._max_lag = max_lag
         self._close_timeout = close_timeout
         self._on_slow = on_slow
+        # Optional transport fast path: write a whole frame now, or decline.
+        self._write_now: Callable[[Outbound], bool] | None = (
+            getattr(transport, "write_now", None)
+            if getattr(transport, "can_write_now", False)
+            else None
+        )
         self._queue: deque[Outbound] = deque()
+
         self._queued_bytes = 0
         # A transport send that had to wait: (coroutine, what it yielded, size).
         self._pending: tuple[Coroutine[Any, Any, None], Any, int] | None = None
@@ -171,7 +183,13 @@ class Connection:
         if self._closing:
             return False
         if self._idle and self._pending is None:
+            write_now = self._write_now
+            if write_now is not None and write_now(frame):
+                self.frames_out += 1
+                self.bytes_out += len(frame)
+                return True
             return self._send_eagerly(frame)
+
         size = len(frame)
         queue = self._queue
         if (

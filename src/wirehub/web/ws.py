@@ -18,6 +18,7 @@ from wirehub.core.protocol import CLIENT_ID_RE, CloseCode, encode
 from wirehub.core.ratelimit import FrameLimiter
 from wirehub.errors import BadRequest
 from wirehub.web.handshake import HandshakeGate, Refused
+from wirehub.web.rawsend import EXTENSION, RawWrite, text_frame
 
 if TYPE_CHECKING:
     from wirehub.hub import Hub
@@ -28,32 +29,45 @@ logger = logging.getLogger("wirehub.ws")
 
 Scope = dict[str, Any]
 
-# The last frame sent through any ASGITransport and its ASGI message (see send).
-_last_frame: str | bytes | None = None
-_last_message: dict[str, Any] = {}
+# The last frame sent through any ASGITransport and its ASGI message (see send),
+# as one tuple so another thread's hub never reads half an update.
+_last: tuple[str | bytes | None, dict[str, Any]] = (None, {})
 
 
 class ASGITransport:
     """Connection transport over an ASGI WebSocket ``send`` callable."""
 
     kind = "ws"
-    __slots__ = ("_reader", "_send", "aborted")
+    __slots__ = ("_raw", "_reader", "_send", "aborted")
 
-    def __init__(self, send: Any, reader: asyncio.Task[Any] | None) -> None:
+    def __init__(
+        self, send: Any, reader: asyncio.Task[Any] | None, raw: RawWrite | None = None
+    ) -> None:
         self._send = send
         self._reader = reader
+        self._raw = raw
         self.aborted = False
+
+    @property
+    def can_write_now(self) -> bool:
+        return self._raw is not None
+
+    def write_now(self, frame: str | bytes) -> bool:
+        """Frame once and write straight to the socket, when the server offers it."""
+        raw = self._raw
+        return raw is not None and isinstance(frame, str) and raw(text_frame(frame))
 
     def send(self, frame: str | bytes) -> Awaitable[None]:
         # A plain method returning the server's own coroutine: one coroutine
         # frame less per delivery. A fan-out hands the same frame object to
         # every member in a row, so the ASGI message is built once per publish
         # (servers only read it).
-        global _last_frame, _last_message
-        if frame is not _last_frame:
+        global _last
+        cached = _last
+        if cached[0] is not frame:
             key = "text" if isinstance(frame, str) else "bytes"
-            _last_frame, _last_message = frame, {"type": "websocket.send", key: frame}
-        return self._send(_last_message)
+            cached = _last = (frame, {"type": "websocket.send", key: frame})
+        return self._send(cached[1])
 
     async def close(self, code: int, reason: str) -> None:
         await self._send({"type": "websocket.close", "code": code, "reason": reason[:120]})
@@ -131,7 +145,9 @@ class WebSocketEndpoint:
                 }
             )
             return
-        transport = ASGITransport(send, asyncio.current_task())
+        raw = scope.get("extensions", {}).get(EXTENSION)
+        transport = ASGITransport(send, asyncio.current_task(), raw)
+
         client = scope.get("client") or ("?", 0)
         conn = hub.new_connection(client_id, transport, peer=f"{client[0]}:{client[1]}")
         if principal is not None:
