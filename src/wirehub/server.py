@@ -63,7 +63,6 @@ class HubServer(uvicorn.Server):
         aborted = 0
         for connection in list(self.server_state.connections):
             if any("protocols.websockets" in c.__module__ for c in type(connection).__mro__):
-
                 transport = getattr(connection, "transport", None)
                 if transport is not None and not transport.is_closing():
                     transport.abort()
