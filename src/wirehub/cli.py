@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import os
 import sys
 import threading
 from pathlib import Path
@@ -96,9 +97,19 @@ async def _tcp_send(host: str, port: int, wait: float) -> None:
     loop = asyncio.get_running_loop()
     lines: asyncio.Queue[bytes] = asyncio.Queue()
 
-    def read_stdin() -> None:  # a daemon thread: never keeps the process alive
-        for line in sys.stdin.buffer:
-            loop.call_soon_threadsafe(lines.put_nowait, line)
+    def read_stdin() -> None:
+        # A daemon thread on the raw descriptor: it never keeps the process
+        # alive, and unlike sys.stdin's buffered reader it holds no lock that
+        # interpreter shutdown would have to take (that aborts the process).
+        fd = sys.stdin.fileno()
+        pending = b""
+        while chunk := os.read(fd, 65536):
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            for line in complete:
+                loop.call_soon_threadsafe(lines.put_nowait, line + b"\n")
+        if pending:
+            loop.call_soon_threadsafe(lines.put_nowait, pending)
         loop.call_soon_threadsafe(lines.put_nowait, b"")
 
     async def print_replies() -> None:
