@@ -61,7 +61,20 @@ class Recorder:
     def states(self) -> list[str]:
         return [e["state"] for e in self.events]
 
+    async def reached(self, service: Any, state: Any, timeout: float = 5.0) -> None:
+        """The service is in ``state`` and that transition's event has arrived too
+        (events are published after the attribute changes)."""
+        await self.until(
+            lambda: (
+                service.state is state
+                and bool(self.events)
+                and self.events[-1]["state"] == str(state)
+            ),
+            timeout,
+        )
+
     async def until(self, check: Any, timeout: float = 5.0) -> None:
+
         deadline = time.monotonic() + timeout * FACTOR
         while not check():
             left = deadline - time.monotonic()
@@ -124,7 +137,7 @@ async def test_command_not_found_fails_with_a_clear_message(run):
     text = str(info.value)
     assert "service 'ghost' is not ready" in text
     assert "cannot start '/nonexistent/bin/ghost'" in text and "No such file" in text
-    await rec.until(lambda: service.state is ServiceState.FAILED)
+    await rec.reached(service, ServiceState.FAILED)
     assert rec.states() == ["starting", "failed"]
     assert service.pid is None and service.exit_code is None
 
@@ -139,7 +152,7 @@ async def test_exit_at_once_fails_at_once_with_the_last_lines(run):
     text = str(info.value)
     assert "exited with code 4 before it was ready" in text
     assert "[stderr] fatal: cannot open config" in text
-    await rec.until(lambda: service.state is ServiceState.EXITED)
+    await rec.reached(service, ServiceState.EXITED)
     assert service.exit_code == 4
     assert rec.events[-1] == {
         "event": "state",
@@ -159,7 +172,7 @@ async def test_never_ready_times_out_and_is_stopped(run):
         await service.wait_ready()
     assert "service 'mute' is not ready: not ready within 0.5s" in str(info.value)
     assert "[stdout] booting" in str(info.value)
-    await rec.until(lambda: service.state is ServiceState.EXITED)
+    await rec.reached(service, ServiceState.EXITED)
     assert rec.states() == ["starting", "stopping", "exited"]
     assert service.exit_code == 0  # it took SIGTERM politely
     await group_gone(pgid)
@@ -218,7 +231,7 @@ async def test_crash_after_ready_restarts_with_backoff(run):
 async def test_crash_loop_gives_up_and_is_failed(run):
     restart = {"policy": "always", "initial": 0.01, "cap": 0.02, "max_restarts": 2, "window": 30}
     service, rec = await run(spec("loop", "exit", "1", restart=restart))
-    await rec.until(lambda: service.state is ServiceState.FAILED)
+    await rec.reached(service, ServiceState.FAILED)
     assert service.restarts == 2
     assert rec.states().count("starting") == 3
     assert service.last_error == "gave up after 2 restarts within 30s"
@@ -229,7 +242,7 @@ async def test_clean_exit_is_not_restarted_on_failure_policy(run):
     service, rec = await run(
         spec("oneshot", "exit", "0", ready={}, restart={"policy": "on-failure", "initial": 0.01})
     )
-    await rec.until(lambda: service.state is ServiceState.EXITED)
+    await rec.reached(service, ServiceState.EXITED)
     await asyncio.sleep(0.1)
     assert rec.states() == ["starting", "ready", "exited"] and service.restarts == 0
 
@@ -288,7 +301,7 @@ async def test_exit_is_seen_while_a_grandchild_holds_stdout(run):
     await service.wait_ready()
     pgid = service.pid
     # The leader exits after 0.2 s; its child keeps the pipe open and ignores SIGTERM.
-    await rec.until(lambda: service.state is ServiceState.EXITED, timeout=3)
+    await rec.reached(service, ServiceState.EXITED, timeout=3)
     assert service.exit_code == 7
     await group_gone(pgid)
 
