@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from support import drain_output, open_client, spawn_hub, start_hub
+from support import HubProcess, WSClient, drain_output, open_client, spawn_hub, start_hub
 
 
 def port_is_free(port: int) -> bool:
@@ -22,6 +22,18 @@ def port_is_free(port: int) -> bool:
         except OSError:
             return False
         return True
+
+
+async def stuck_reader(hp: HubProcess) -> tuple[WSClient, WSClient]:
+    """A client that never reads, with the socket buffers towards it filled by another."""
+    stuck = await open_client(hp.ws, "stuck", max_queue=1)
+    await stuck.request("join", room="r")
+    pub = await open_client(hp.ws, "pub")
+    await pub.request("join", room="r")
+    for _ in range(300):
+        await pub.send(type="publish", room="r", data="y" * 16_000)
+    await pub.request("ping")
+    return stuck, pub
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -53,14 +65,7 @@ async def test_a_client_that_does_not_read_does_not_block_shutdown():
         env={"WIREHUB_SHUTDOWN__DRAIN_TIMEOUT": "0.5", "WIREHUB_LIMITS__CLOSE_TIMEOUT": "0.5"}
     )
     try:
-        stuck = await open_client(hp.ws, "stuck", max_queue=1)
-        await stuck.request("join", room="r")
-        pub = await open_client(hp.ws, "pub")
-        await pub.request("join", room="r")
-        # Fill the socket buffers towards the stuck client (it never reads).
-        for _ in range(300):
-            await pub.send(type="publish", room="r", data="y" * 16_000)
-        await pub.request("ping")
+        stuck, pub = await stuck_reader(hp)
         hp.signal(signal.SIGTERM)
         started = asyncio.get_running_loop().time()
         returncode = await asyncio.to_thread(hp.wait, 20)
@@ -136,13 +141,7 @@ async def test_a_second_signal_during_shutdown_still_exits_cleanly():
     )
     try:
         # A client that never reads keeps the shutdown busy draining it...
-        stuck = await open_client(hp.ws, "stuck", max_queue=1)
-        await stuck.request("join", room="r")
-        pub = await open_client(hp.ws, "pub")
-        await pub.request("join", room="r")
-        for _ in range(300):
-            await pub.send(type="publish", room="r", data="y" * 16_000)
-        await pub.request("ping")
+        stuck, pub = await stuck_reader(hp)
         watcher = await open_client(hp.ws, "watcher")
         hp.signal(signal.SIGINT)
         # ...so the second Ctrl-C lands while the hub is stopping (uvicorn's
