@@ -28,6 +28,7 @@ from wirehub.bridges import BridgeConfig, BridgeSet, TcpBridge
 from wirehub.brokers import create_broker
 from wirehub.core.connection import Connection
 from wirehub.core.interfaces import Broker
+from wirehub.core.looplag import LoopLagMonitor
 from wirehub.core.node import Handler, Node
 from wirehub.core.protocol import CloseCode
 from wirehub.core.ratelimit import limit_per_client
@@ -120,6 +121,8 @@ class Hub:
             node_id=self.node_id,
         )
         self.metrics = HubMetrics(self.node)
+        #: Samples event-loop lag into /metrics and the stats snapshots.
+        self.loop_lag = LoopLagMonitor(observe=self.metrics.loop_lag_seconds.observe)
         #: Credentials and room grants (``[auth]``); no per-frame check with auth = "none".
         self.auth = Authorizer.from_settings(self.settings.auth)
         self.node.authorize = self.auth.authorize if self.auth.enabled else None
@@ -372,6 +375,7 @@ class Hub:
         if hb.interval > 0:
             self._spawn(self._heartbeat_loop(hb.interval, hb.timeout), "heartbeat")
         self._spawn(self._housekeeping_loop(), "housekeeping")
+        self.loop_lag.start()
         if self.settings.stats_interval > 0:
             self._spawn(self._stats_loop(self.settings.stats_interval), "stats")
         logger.info("hub %s started", self.node_id)
@@ -381,7 +385,8 @@ class Hub:
         if not self._running or self._stopping:
             return
         self._stopping = True
-        # 1. Stop background loops (heartbeat, stats, housekeeping).
+        # 1. Stop background loops (heartbeat, stats, housekeeping, loop lag).
+        self.loop_lag.stop()
         for task in self._tasks:
             task.cancel()
         cancelled = len(self._tasks)
@@ -481,6 +486,7 @@ class Hub:
             snapshot = self.stats()
             snapshot["deliveries_per_s"] = round((rooms.deliveries - last_deliveries) / elapsed, 1)
             snapshot["published_per_s"] = round((rooms.published - last_published) / elapsed, 1)
+            snapshot["loop_lag_max_ms"] = round(self.loop_lag.take_max() * 1000, 2)
             last_deliveries, last_published, last_at = rooms.deliveries, rooms.published, now
             target = rooms.find(STATS_ROOM)
             if target is not None and target.members:
@@ -505,6 +511,7 @@ class Hub:
             "slow_consumers": node.slow_consumers,
             "errors": dict(node.errors),
             "rss_bytes": _rss_bytes(),
+            "loop_lag_ms": round(self.loop_lag.last * 1000, 2),
         }
 
 

@@ -77,3 +77,10 @@ class HubMetrics:
             registry=self.registry,
         )
         node.fanout_observer = self.fanout_seconds.observe
+        #: How late the event loop ran a timer (core/looplag.py): a stall shows here.
+        self.loop_lag_seconds = Histogram(
+            "wirehub_loop_lag_seconds",
+            "How late the event loop ran a callback scheduled for now (sampled)",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=self.registry,
+        )

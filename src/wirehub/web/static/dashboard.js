@@ -27,7 +27,7 @@ const state = {
   services: new Map(),
   jobs: new Map(),
   logService: null,
-  series: { connections: [], rate: [], deliveries: [], memory: [] },
+  series: { connections: [], rate: [], deliveries: [], memory: [], lag: [] },
 };
 window.dashboard = state; // for tests and the curious
 
@@ -122,6 +122,8 @@ function onStats(s) {
   $("t-rate").textContent = num(s.published_per_s, 1);
   $("t-deliveries").textContent = num(s.deliveries_per_s, 1);
   $("t-memory").textContent = bytes(s.rss_bytes);
+  const lag = s.loop_lag_max_ms ?? s.loop_lag_ms;
+  $("t-lag").textContent = lag === undefined ? "–" : `${num(lag, 1)} ms`;
   $("t-slow").textContent = s.slow_consumers;
   $("t-rooms").textContent = s.rooms;
   $("t-errors").textContent = Object.values(s.errors || {}).reduce((a, b) => a + b, 0);
@@ -135,6 +137,7 @@ function onStats(s) {
   push("rate", s.published_per_s);
   push("deliveries", s.deliveries_per_s);
   push("memory", s.rss_bytes / 1048576);
+  push("lag", lag);
   const changed = !prev || prev.connections !== s.connections || prev.rooms !== s.rooms;
   if (changed || s.published_per_s > 0) refreshRooms();
 }
