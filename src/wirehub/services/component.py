@@ -5,6 +5,10 @@ dependencies first; a required service (and any service something depends on)
 must be ready before the next one starts. If a required one fails, the ones
 already started are stopped and the hub's start fails with a message naming
 the service and its last lines. Stop goes in reverse order.
+
+Before the first service starts, what a hub killed with SIGKILL left running is
+stopped (see :mod:`wirehub.services.reaper`), so an orphan cannot hold a port
+the new start needs.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping
 
 from wirehub.errors import NotFound
+from wirehub.services.reaper import Reaper
 from wirehub.services.spec import ServiceSpec, start_order
 from wirehub.services.supervisor import Publish, Service, ServiceError, ServiceState
 
@@ -28,9 +33,20 @@ class Services(Mapping[str, Service]):
 
     name = "services"
 
-    def __init__(self, specs: Iterable[ServiceSpec], *, publish: Publish | None = None) -> None:
+    def __init__(
+        self,
+        specs: Iterable[ServiceSpec],
+        *,
+        publish: Publish | None = None,
+        state_dir: str | None = None,
+        watchdog: bool = True,
+    ) -> None:
         ordered = start_order(specs)
-        self._services: dict[str, Service] = {s.name: Service(s, publish=publish) for s in ordered}
+        #: The watchdog and the records that make services die with the hub, even on SIGKILL.
+        self.reaper = Reaper(state_dir=state_dir, watchdog=watchdog)
+        self._services: dict[str, Service] = {
+            s.name: Service(s, publish=publish, reaper=self.reaper) for s in ordered
+        }
         needed = {dep for s in ordered for dep in s.depends_on}
         self._wait_for = {s.name for s in ordered if s.required or s.name in needed}
 
@@ -57,6 +73,10 @@ class Services(Mapping[str, Service]):
     async def start(self) -> None:
         started: list[Service] = []
         try:
+            if self._services:
+                # Leftovers of a hub that was killed (and its watchdog too) go first;
+                # then the watchdog starts, before any service.
+                await self.reaper.start()
             for service in self._services.values():
                 await service.start()
                 started.append(service)
@@ -74,18 +94,21 @@ class Services(Mapping[str, Service]):
         except BaseException:
             # All or nothing: stop what was started, in reverse order, even if cancelled.
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(self._close(reversed(started)))
+                await asyncio.shield(self._close(reversed(started), reaper=True))
             raise
 
     async def stop(self) -> None:
-        await self._close(reversed(list(self._services.values())))
+        await self._close(reversed(list(self._services.values())), reaper=True)
 
-    async def _close(self, services: Iterable[Service]) -> None:
+    async def _close(self, services: Iterable[Service], *, reaper: bool = False) -> None:
         for service in services:
             try:
                 await service.close()
             except Exception:
                 logger.exception("error while stopping service %s", service.name)
+        if reaper:
+            # Every group is gone: the watchdog exits and the record is deleted.
+            await self.reaper.close()
 
     def readiness(self) -> dict[str, bool]:
         return {

@@ -10,7 +10,9 @@ The program runs in its own session (``start_new_session=True``), so its process
 group id is its pid: the stop signal, and SIGKILL after ``stop_timeout``, go to
 the whole group and take a shell's or a start script's children with it.
 The exit is watched with a pidfd (a thread as fallback), never through the
-pipes: a grandchild that keeps stdout open cannot hide it.
+pipes: a grandchild that keeps stdout open cannot hide it. Each group is also
+handed to the hub's :class:`~wirehub.services.reaper.Reaper`, whose watchdog
+stops it if the hub is killed with SIGKILL.
 
 One task (``_run``) owns the process; ``start``/``stop`` only ask it.
 """
@@ -36,6 +38,7 @@ from wirehub.backoff import backoff
 from wirehub.errors import WirehubError
 from wirehub.services.logstream import LogLine, LogRing, PipeReader
 from wirehub.services.probes import make_probe, wait_ready
+from wirehub.services.reaper import Reaper
 from wirehub.services.spec import ServiceSpec
 
 __all__ = ["SERVICES_ROOM", "Service", "ServiceError", "ServiceState", "log_room"]
@@ -84,7 +87,9 @@ class ServiceError(WirehubError):
 class Service:
     """A supervised program. ``hub.services["name"]`` is one of these."""
 
-    def __init__(self, spec: ServiceSpec, *, publish: Publish | None = None) -> None:
+    def __init__(
+        self, spec: ServiceSpec, *, publish: Publish | None = None, reaper: Reaper | None = None
+    ) -> None:
         self.spec = spec
         self.name = spec.name
         self.state = ServiceState.STOPPED
@@ -98,6 +103,8 @@ class Service:
         self.logs = LogRing(spec.log_lines)
         self.lines_dropped = 0
         self._publish = publish
+        #: Keeps each process group where it outlives a SIGKILL of the hub (reaper.py).
+        self._reaper = reaper
         self._started_mono: float | None = None
         self._ready_mono: float | None = None
         self._log_re = re.compile(spec.ready.log) if spec.ready.log is not None else None
@@ -283,6 +290,13 @@ class Service:
             logger.error("service %s: %s", self.name, self.last_error)
             self._settle_attempt(False)
             return True
+        if self._reaper is not None:
+            self._reaper.register(
+                proc.pid,
+                service=self.name,
+                stop_signal=self.spec.stop_signal,
+                stop_timeout=self.spec.stop_timeout,
+            )
         self.pid = proc.pid
         self._started_mono = time.monotonic()
         self.exit_code = None
@@ -298,6 +312,8 @@ class Service:
             if not exited.done():
                 await self._terminate(proc, exited)
             await self._reap_group(proc.pid)
+            if self._reaper is not None:
+                self._reaper.unregister(proc.pid)
             await self._drain(readers)
             self.exit_code = exited.result() if exited.done() else proc.returncode
             self.pid = None
