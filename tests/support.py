@@ -24,7 +24,7 @@ import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 
 from wirehub.hub import Hub
-from wirehub.server import HubServer, ws_protocol
+from wirehub.server import HubServer, http_protocol, ws_protocol
 from wirehub.settings import Settings, load_settings
 from wirehub.web.app import create_app
 
@@ -71,7 +71,8 @@ async def start_hub(settings: Settings | None = None, **overrides: Any) -> Runni
         create_app(hub),
         host="127.0.0.1",
         port=port,
-        ws=ws_protocol(settings.server.ws),
+        http=http_protocol(settings, hub.node),
+        ws=ws_protocol(settings, hub.node),
         ws_max_size=settings.server.ws_max_size,
         ws_per_message_deflate=settings.server.ws_per_message_deflate,
         log_config=None,

@@ -5,25 +5,22 @@ server encodes to UTF-8 and frames on its own, once per recipient. A publish
 to N members therefore frames the same text N times. ``websockets.broadcast``
 avoids that by framing once and writing the same bytes to every transport.
 
-:class:`RawSendProtocol` is uvicorn's sans-I/O WebSocket protocol with one
-addition: it offers, in the ASGI scope's extensions, a function that writes an
+``wirehub serve``'s default WebSocket protocol (``server.ws = "wirehub"``,
+:class:`~wirehub.web.uvicorn_protocols.RawSendProtocol`) offers, in the ASGI
+scope's extensions under :data:`EXTENSION`, a function that writes an
 already-framed message straight to its socket — only while the connection is
 open, its transport is not paused (backpressure) and no extension (such as
 permessage-deflate) is in use; otherwise it declines and the caller falls back
-to the ordinary ``websocket.send``. ``wirehub serve`` uses it by default
-(``server.ws = "wirehub"``); with any other uvicorn implementation, or another
-ASGI server, the extension is simply absent.
+to the ordinary ``websocket.send``. This module holds what both sides share:
+the key and :func:`text_frame`. With any other uvicorn implementation, or
+another ASGI server, the extension is simply absent.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.protocol import State
-
-__all__ = ["EXTENSION", "RawSendProtocol", "text_frame"]
+__all__ = ["EXTENSION", "RawWrite", "text_frame"]
 
 #: Scope extension key; its value is ``write(frame_bytes) -> bool``.
 EXTENSION = "wirehub.raw_send"
@@ -56,28 +53,3 @@ def text_frame(text: str) -> bytes:
     frame = header + payload
     _last = (text, frame)
     return frame
-
-
-class RawSendProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's sans-I/O WebSocket protocol, offering wirehub a direct frame writer."""
-
-    def handle_connect(self, event: Any) -> None:
-        super().handle_connect(event)
-        scope: Any = getattr(self, "scope", None)
-        if scope is not None:
-            # The app task was created but has not run yet: it sees this.
-            scope["extensions"][EXTENSION] = self.write_frame
-
-    def write_frame(self, frame: bytes) -> bool:
-        """Write a whole framed message now, or return False to take the ASGI path."""
-        if (
-            not self.handshake_complete
-            or self.close_sent
-            or not self.writable.is_set()
-            or self.conn.state is not State.OPEN
-            or self.conn.extensions
-            or self.transport.is_closing()
-        ):
-            return False
-        self.transport.write(frame)
-        return True
