@@ -7,8 +7,11 @@ import asyncio
 import orjson
 import pytest
 
+from wirehub.core import history as history_module
+from wirehub.core import rooms as rooms_module
 from wirehub.core.connection import Connection
-from wirehub.core.rooms import History, RoomPolicy, RoomRegistry
+from wirehub.core.history import History
+from wirehub.core.rooms import RoomPolicy, RoomRegistry
 from wirehub.errors import LimitExceeded
 
 
@@ -119,6 +122,13 @@ def test_history_from_the_future_is_not_recovered():
     h = History(size=10, ttl=60)
     h.append(1, 1e12, "m1")
     assert h.since(50).recovered is False  # the hub restarted and lost offsets
+
+
+def test_the_old_import_path_of_history_still_works():
+    # History moved to core/history.py; code written against core.rooms keeps working.
+    assert rooms_module.History is history_module.History
+    assert rooms_module.Replay is history_module.Replay
+    assert isinstance(RoomRegistry().ensure("r").history, rooms_module.History)
 
 
 async def test_slow_consumer_is_closed_and_others_keep_receiving():

@@ -3,25 +3,48 @@
 A publish encodes its ``message`` frame once and hands the same string to every
 member's :meth:`Connection.send` — a non-blocking ``put`` on a bounded queue.
 Nothing here awaits a socket, so one slow member can never stall a room.
+
+The room table is bounded (``max_rooms``) and never walked on a request path:
+empty rooms wait in insertion-ordered *idle queues*, oldest-idle first, so
+creating, refusing, collecting and evicting a room each look at queue heads
+only (O(1) amortised), however many rooms the node holds.
+
+Each room's history ring is :class:`wirehub.core.history.History` (re-exported
+here with :class:`~wirehub.core.history.Replay` for existing imports).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import time
-from collections import deque
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from wirehub.core.connection import Connection
+from wirehub.core.history import History, Replay
 from wirehub.core.protocol import encode, message_frame
 from wirehub.errors import LimitExceeded, NotFound
 
 if TYPE_CHECKING:
     from wirehub.core.interfaces import RoomObserver
 
-__all__ = ["History", "Replay", "Room", "RoomPolicy", "RoomRegistry", "presence_frame"]
+__all__ = [
+    "MAX_MEMBERS_LISTED",
+    "History",
+    "Replay",
+    "Room",
+    "RoomPolicy",
+    "RoomRegistry",
+    "presence_frame",
+]
+
+#: Members listed in a ``joined`` or ``presence`` reply and the HTTP room detail, in
+#: either mode: a list per join is work proportional to the room; ``member_count``
+#: is always exact.
+MAX_MEMBERS_LISTED = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,69 +68,6 @@ class RoomPolicy:
 
 
 @dataclass(slots=True)
-class Replay:
-    """What a ``join`` with ``since`` gets back: frames to resend and whether that is all."""
-
-    frames: list[str]
-    recovered: bool
-    first_offset: int
-
-
-class History:
-    """A ring of encoded ``message`` frames bounded by count and age."""
-
-    __slots__ = ("_items", "last_offset", "size", "ttl")
-
-    def __init__(self, size: int, ttl: float) -> None:
-        self.size = size
-        self.ttl = ttl
-        self.last_offset = 0
-        self._items: deque[tuple[int, float, str]] = deque()
-
-    def append(self, offset: int, ts: float, frame: str) -> None:
-        self.last_offset = offset
-        if self.size <= 0:
-            return
-        self._items.append((offset, ts, frame))
-        if len(self._items) > self.size:
-            self._items.popleft()
-
-    def expire(self, now: float) -> None:
-        cutoff = now - self.ttl
-        items = self._items
-        while items and items[0][1] < cutoff:
-            items.popleft()
-
-    @property
-    def first_offset(self) -> int:
-        """Offset of the oldest message still kept (last_offset + 1 when empty)."""
-        return self._items[0][0] if self._items else self.last_offset + 1
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def since(self, since: int) -> Replay:
-        """Frames with offset > since; ``recovered`` only if none in between was lost."""
-        self.expire(time.time())
-        if since > self.last_offset:
-            # The client saw offsets this history never had (the hub restarted).
-            return Replay([], False, self.first_offset)
-        frames = [frame for offset, _, frame in self._items if offset > since]
-        recovered = since + 1 >= self.first_offset
-        return Replay(frames, recovered, self.first_offset)
-
-    def entries(self, since: int = 0, limit: int | None = None) -> Iterator[tuple[int, float, str]]:
-        self.expire(time.time())
-        count = 0
-        for item in self._items:
-            if item[0] > since:
-                yield item
-                count += 1
-                if limit is not None and count >= limit:
-                    return
-
-
-@dataclass(slots=True)
 class Room:
     name: str
     policy: RoomPolicy
@@ -116,6 +76,10 @@ class Room:
     created_at: float = field(default_factory=time.time)
     last_message_at: float = 0.0
     messages: int = 0
+    #: When the room last became empty (or, while empty, last got a message).
+    idle_since: float = 0.0
+    #: The registry's idle queue holding this room while it has no members.
+    idle_in: OrderedDict[str, Room] | None = field(default=None, repr=False, compare=False)
 
     @property
     def offset(self) -> int:
@@ -129,12 +93,43 @@ class Room:
 
 
 class RoomRegistry:
-    """All rooms of one hub node, with their members and history."""
+    """All rooms of one hub node, with their members and history.
 
-    def __init__(self, policies: Iterable[RoomPolicy] = (), *, max_rooms: int = 100_000) -> None:
+    A room with members is *busy*; an empty one is *idle* and waits, for the
+    sake of its history, in one of these queues (oldest-idle first)::
+
+        _bare              idle, no history kept: nothing to lose, goes first
+        _idle[ttl]         idle with history, one queue per ``history_ttl``
+
+    Housekeeping (:meth:`collect`) drops queue heads that have nothing left to
+    recover; a new room in a full table (``max_rooms``) first takes such a
+    head, else evicts the room idle the longest, whatever its history. Only
+    when every room has members is the new room refused (``limit_exceeded``).
+
+    A dropped room leaves its last offset behind (up to ``remembered_offsets``
+    names, oldest forgotten first), and a later room of that name continues
+    from it: a client rejoining with an old ``since`` gets ``recovered:
+    false``, never a replay of a newer room's messages as if they were the ones
+    it missed.
+    """
+
+    def __init__(
+        self,
+        policies: Iterable[RoomPolicy] = (),
+        *,
+        max_rooms: int = 100_000,
+        remembered_offsets: int | None = None,
+    ) -> None:
         self._policies = [*policies, RoomPolicy()]
         self._rooms: dict[str, Room] = {}
+        self._bare: OrderedDict[str, Room] = OrderedDict()
+        self._idle: dict[float, OrderedDict[str, Room]] = {}
+        self._gone: OrderedDict[str, int] = OrderedDict()
         self.max_rooms = max_rooms
+        self.remembered_offsets = max_rooms if remembered_offsets is None else remembered_offsets
+        #: Idle rooms dropped with nothing left to recover / evicted with history.
+        self.collected = 0
+        self.evicted = 0
         self.deliveries = 0
         self.bytes_out = 0
         self.published = 0
@@ -151,6 +146,15 @@ class RoomRegistry:
     def __len__(self) -> int:
         return len(self._rooms)
 
+    @property
+    def idle(self) -> int:
+        """How many rooms have no members (the ones a full table may evict)."""
+        return len(self._bare) + sum(len(q) for q in self._idle.values())
+
+    def page(self, offset: int = 0, limit: int = 100) -> list[Room]:
+        """Rooms ``offset`` to ``offset + limit`` in creation order (a bounded listing)."""
+        return list(islice(self._rooms.values(), offset, offset + limit))
+
     def policy_for(self, name: str) -> RoomPolicy:
         return next(p for p in self._policies if p.matches(name))
 
@@ -164,15 +168,22 @@ class RoomRegistry:
         return self._rooms.get(name)
 
     def ensure(self, name: str) -> Room:
+        """The room ``name``, created (idle) if needed; O(1) even when the table is full."""
         room = self._rooms.get(name)
         if room is None:
-            if len(self._rooms) >= self.max_rooms:
-                self.collect(time.time())
-                if len(self._rooms) >= self.max_rooms:
-                    raise LimitExceeded(f"the hub holds its maximum of {self.max_rooms} rooms")
+            now = time.time()
+            if len(self._rooms) >= self.max_rooms and not self._make_space(now):
+                raise LimitExceeded(
+                    f"the hub holds its maximum of {self.max_rooms} rooms, all with members",
+                    room=name,
+                    limit=self.max_rooms,
+                )
             policy = self.policy_for(name)
             room = Room(name, policy, History(policy.history_size, policy.history_ttl))
+            # A name seen before continues its offsets (see the class docstring).
+            room.history.last_offset = self._gone.pop(name, 0)
             self._rooms[name] = room
+            self._file_idle(room, now)
         return room
 
     # -- membership --------------------------------------------------------
@@ -189,6 +200,8 @@ class RoomRegistry:
         first = not room.members
         if room.presence_events() and not first:
             self._fanout(room, presence_frame(name, "join", conn.id), exclude=None)
+        if first:
+            self._unfile_idle(room)
         room.members[conn.id] = conn
         conn.rooms.add(name)
         if self.observer is not None:
@@ -201,7 +214,9 @@ class RoomRegistry:
         if room is None or room.members.get(conn.id) is not conn:
             return False
         del room.members[conn.id]
-        if room.members and room.presence_events():
+        if not room.members:
+            self._file_idle(room, time.time())
+        elif room.presence_events():
             self._fanout(room, presence_frame(name, "leave", conn.id), exclude=None)
         if self.observer is not None:
             self.observer.left(name, conn, not room.members)
@@ -232,6 +247,9 @@ class RoomRegistry:
         room.messages += 1
         room.last_message_at = now
         self.published += 1
+        if not room.members:
+            self._file_idle(room, now)  # freshly used: the last to be evicted
+            return offset, 0
         return offset, self._fanout(room, frame, exclude=exclude)
 
     def deliver(self, name: str, offset: int, frame: str, *, exclude: str | None = None) -> int:
@@ -246,6 +264,9 @@ class RoomRegistry:
         room.history.last_offset = offset
         room.messages += 1
         room.last_message_at = time.time()
+        if not room.members:
+            self._file_idle(room, room.last_message_at)
+            return 0
         return self._fanout(room, frame, exclude=exclude)
 
     def broadcast_frame(self, name: str, frame: str, *, exclude: str | None = None) -> int:
@@ -265,22 +286,78 @@ class RoomRegistry:
         self.bytes_out += sent * len(frame)
         return sent
 
-    # -- housekeeping ------------------------------------------------------
+    # -- idle rooms and housekeeping ---------------------------------------
 
-    def collect(self, now: float) -> int:
-        """Drop empty rooms whose history has aged out; returns how many went."""
+    def collect(self, now: float, limit: int = 1000) -> int:
+        """Drop up to ``limit`` idle rooms with nothing left to recover; returns how many.
+
+        Looks only at the heads of the idle queues, so one call costs O(limit)
+        whatever the table's size; the hub calls it in slices. A queue is in
+        idle order, not expiry order, so a head still holding live history
+        holds back the rooms behind it: each goes within ``history_ttl`` of
+        becoming idle all the same, or sooner when a full table needs room.
+        """
         dropped = 0
-        for name, room in list(self._rooms.items()):
-            if room.members:
-                continue
-            room.history.expire(now)
-            # An empty room with no history left has nothing to recover: a later
-            # join starts offsets over, and a client asking ``since`` an old
-            # offset is told ``recovered: false``.
-            if len(room.history) == 0:
-                del self._rooms[name]
+        bare = self._bare
+        while bare and dropped < limit:
+            self._drop(next(iter(bare.values())))
+            dropped += 1
+        for ttl, queue in self._idle.items():
+            cutoff = now - ttl
+            while queue and dropped < limit:
+                head = next(iter(queue.values()))
+                newest = head.history.newest_ts
+                if newest is not None and newest >= cutoff:
+                    break
+                self._drop(head)
                 dropped += 1
+        self.collected += dropped
         return dropped
+
+    def _make_space(self, now: float) -> bool:
+        """Free one place in a full table; False when every room has members."""
+        if self.collect(now, limit=1):
+            return True
+        oldest: Room | None = None
+        for queue in self._idle.values():
+            if queue:
+                head = next(iter(queue.values()))
+                if oldest is None or head.idle_since < oldest.idle_since:
+                    oldest = head
+        if oldest is None:
+            return False
+        self._drop(oldest)
+        self.evicted += 1
+        return True
+
+    def _file_idle(self, room: Room, now: float) -> None:
+        """``room`` has no members: (re)queue it as the most recently idle."""
+        self._unfile_idle(room)
+        if len(room.history):
+            ttl = room.policy.history_ttl
+            queue = self._idle.get(ttl)
+            if queue is None:
+                queue = self._idle[ttl] = OrderedDict()
+        else:
+            queue = self._bare
+        queue[room.name] = room
+        room.idle_in = queue
+        room.idle_since = now
+
+    def _unfile_idle(self, room: Room) -> None:
+        if room.idle_in is not None:
+            del room.idle_in[room.name]
+            room.idle_in = None
+
+    def _drop(self, room: Room) -> None:
+        """Forget an idle room, remembering its last offset for a later room of its name."""
+        self._unfile_idle(room)
+        del self._rooms[room.name]
+        if room.history.last_offset and self.remembered_offsets > 0:
+            gone = self._gone
+            gone[room.name] = room.history.last_offset
+            if len(gone) > self.remembered_offsets:
+                gone.popitem(last=False)
 
 
 def presence_frame(room: str, event: str, client_id: str) -> str:
