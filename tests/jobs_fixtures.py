@@ -24,12 +24,23 @@ __all__ = [
     "digest_upload",
     "echo",
     "flaky",
+    "flood",
+    "flood_async",
+    "flood_counted",
+    "flood_counted_cpu",
+    "flood_cpu",
+    "flood_on_loop",
     "sleepy",
     "steps",
     "steps_retry",
     "stubborn",
     "until_cancelled",
 ]
+
+
+#: Outputs each ``flood_counted`` job emitted so far, by job id (the embedded runner's
+#: threads share this process; other runners pass ``counter``, a file, instead).
+PRODUCED: dict[str, int] = {}
 
 
 @job(name="echo")
@@ -139,3 +150,68 @@ def digest_upload(ctx: JobContext, label: str = "") -> dict[str, Any]:
         "size": Path(ctx.upload.path).stat().st_size,
         "sha256": digest.hexdigest(),
     }
+
+
+@job(name="flood")
+def flood(ctx: JobContext, n: int = 1000) -> int:
+    """Outputs ``{"i": 0}`` … ``{"i": n-1}`` as fast as it can (a thread)."""
+    for i in range(n):
+        ctx.output({"i": i})
+    return n
+
+
+@job(name="flood_async")
+async def flood_async(ctx: JobContext, n: int = 1000) -> int:
+    """The same on the hub's loop, waiting for room with ``aoutput``."""
+    for i in range(n):
+        await ctx.aoutput({"i": i})
+    return n
+
+
+@job(name="flood_cpu", cpu=True)
+def flood_cpu(ctx: JobContext, n: int = 1000) -> int:
+    """The same from a process, through its pipe."""
+    for i in range(n):
+        ctx.output({"i": i})
+    return n
+
+
+@job(name="flood_on_loop")
+async def flood_on_loop(ctx: JobContext, n: int = 100_000) -> int:
+    """Wrong on purpose: sync ``ctx.output`` in an async job that never awaits."""
+    for i in range(n):
+        ctx.output(i)
+    return n
+
+
+def _write_count(counter: str, done: int) -> None:
+    tmp = Path(f"{counter}.tmp")
+    tmp.write_text(str(done))
+    os.replace(tmp, counter)  # a reader never sees a half-written file
+
+
+def _count(ctx: JobContext, n: int, counter: str | None) -> int:
+    done = 0
+    for i in range(n):
+        if ctx.cancelled:
+            break
+        ctx.output({"i": i})
+        done = PRODUCED[ctx.job_id] = i + 1
+        if counter is not None and done % 64 == 0:
+            _write_count(counter, done)
+    if counter is not None:
+        _write_count(counter, done)
+    return done
+
+
+@job(name="flood_counted")
+def flood_counted(ctx: JobContext, n: int = 10_000_000, counter: str | None = None) -> int:
+    """Floods until cancelled, counting what it emitted (``PRODUCED``, or the file ``counter``
+    every 64 outputs), so a test can see the producer stop while the hub is stalled."""
+    return _count(ctx, n, counter)
+
+
+@job(name="flood_counted_cpu", cpu=True)
+def flood_counted_cpu(ctx: JobContext, counter: str, n: int = 10_000_000) -> int:
+    """``flood_counted`` in a process: the count is in the file ``counter``."""
+    return _count(ctx, n, counter)

@@ -83,3 +83,56 @@ async def test_results_survive_a_hub_restart(celery_worker, redis_url, hub_serve
         events = (await http.get(f"/api/jobs/{job_id}/events")).json()
     assert events[0]["type"] == "job.queued" and events[-1]["type"] == "job.result"
     assert sum(e["type"] == "job.progress" for e in events) == 6
+
+
+async def test_two_prefixes_on_one_redis_never_see_each_others_jobs(
+    celery_worker, redis_url, hub_server, ws_client, tmp_path
+):
+    """Hub A (prefix ``wirehub``) and hub B (prefix ``pfx``), each with its worker, one Redis."""
+    import redis
+
+    other = write_worker_config(tmp_path / "pfx.toml", redis_url)  # same queue name
+    with other.open("a") as f:
+        f.write('[redis]\nprefix = "pfx"\n')
+    worker_b = await asyncio.to_thread(spawn_worker, other)
+    try:
+        hub_a = await hub_server(load_settings(celery_worker.config))
+        hub_b = await hub_server(load_settings(other))
+        watch_a = await ws_client(hub_a.ws, "watch-a")
+        await watch_a.request("join", room="$jobs")
+        alice = await ws_client(hub_a.ws, "alice")
+        bob = await ws_client(hub_b.ws, "bob")
+        job_a = (await alice.request("job.submit", job="count", args={"n": 2}))["job_id"]
+        job_b = (await bob.request("job.submit", job="count", args={"n": 3}))["job_id"]
+        assert (await alice.wait_for("job.result", job_id=job_a))["result"] == 3
+        assert (await bob.wait_for("job.result", job_id=job_b))["result"] == 6
+        # Hub A's dashboard feed saw only its own job, through to its result.
+        seen = []
+        while not seen or seen[-1] != ("job.result", job_a):
+            data = (await watch_a.wait_for("message", room="$jobs"))["data"]
+            seen.append((data["type"], data["job_id"]))
+        assert {job_id for _, job_id in seen} == {job_a}
+        async with (
+            httpx.AsyncClient(base_url=hub_a.http) as http_a,
+            httpx.AsyncClient(base_url=hub_b.http) as http_b,
+        ):
+            assert [j["job_id"] for j in (await http_a.get("/api/jobs")).json()] == [job_a]
+            assert [j["job_id"] for j in (await http_b.get("/api/jobs")).json()] == [job_b]
+            for http, foreign in ((http_a, job_b), (http_b, job_a)):
+                assert (await http.get(f"/api/jobs/{foreign}")).status_code == 404
+                assert (await http.get(f"/api/jobs/{foreign}/events")).status_code == 404
+            info_b = (await http_b.get(f"/api/jobs/{job_b}")).json()
+            events_b = (await http_b.get(f"/api/jobs/{job_b}/events")).json()
+        # B's job ran on B's worker; its events are B's own, under B's keys.
+        assert info_b["worker"].endswith(f"-{worker_b.proc.pid}")
+        assert {e["job_id"] for e in events_b} == {job_b} and events_b[-1]["type"] == "job.result"
+        client = redis.Redis.from_url(redis_url)
+        try:
+            keys_b = {k.decode() for k in client.scan_iter(match=f"*{job_b}*")}
+            keys_a = {k.decode() for k in client.scan_iter(match=f"*{job_a}*")}
+        finally:
+            client.close()
+        assert keys_b and all(k.startswith("pfx:") for k in keys_b), keys_b
+        assert keys_a and all(k.startswith("wirehub:") for k in keys_a), keys_a
+    finally:
+        await asyncio.to_thread(worker_b.stop)

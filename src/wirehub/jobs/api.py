@@ -6,8 +6,8 @@ A job is a sync or async function ``fn(ctx, **args)`` registered by name::
 
     @job(name="resize", timeout=60, retries=1)
     async def resize(ctx, width: int, height: int = 100) -> dict:
-        ctx.progress(0.5, "halfway")
-        ctx.output({"partial": 1})
+        await ctx.aprogress(0.5, "halfway")
+        await ctx.aoutput({"partial": 1})  # waits while the hub is behind
         if ctx.cancelled:
             return {}
         return {"w": width, "h": height}
@@ -26,7 +26,7 @@ import inspect
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -37,6 +37,8 @@ from wirehub.errors import BadRequest, NotFound
 __all__ = [
     "REGISTRY",
     "TERMINAL",
+    "AsyncEmit",
+    "Emit",
     "EventSink",
     "JobContext",
     "JobRecord",
@@ -229,19 +231,70 @@ class JobRecord:
 
     @property
     def done(self) -> bool:
+        """The job is in a final state: nothing about it changes any more."""
         return self.state in TERMINAL
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as a JSON-ready dict (the body of ``GET /api/jobs/{id}``)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobRecord:
+        """The record back from :meth:`to_dict`; unknown keys (a newer hub's) are ignored."""
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
 
 
-#: Receives job events as dicts ``{"type": "job.progress", "job_id": ..., ...}``.
-EventSink = Callable[[dict[str, Any]], None]
+class EventSink(Protocol):
+    """Where a runner puts job events: ``{"type": "job.progress", "job_id": ..., ...}``.
+
+    Implemented by :class:`wirehub.jobs.buffer.EventBuffer` (bounded per job);
+    :meth:`put` is for lifecycle events on the loop (never blocks), the others
+    are how outputs and progress wait for room.
+    """
+
+    def put(
+        self,
+        event: dict[str, Any],
+        size: int = ...,
+        items: int = ...,
+        *,
+        on_accept: Callable[[dict[str, Any]], None] | None = ...,
+    ) -> bool: ...
+
+    def put_blocking(
+        self,
+        event: dict[str, Any],
+        size: int,
+        items: int = ...,
+        *,
+        on_accept: Callable[[dict[str, Any]], None] | None = ...,
+    ) -> bool: ...
+
+    def offer(
+        self,
+        event: dict[str, Any],
+        size: int,
+        items: int = ...,
+        *,
+        slack: int = ...,
+        on_accept: Callable[[dict[str, Any]], None] | None = ...,
+    ) -> bool: ...
+
+    async def aput(
+        self,
+        event: dict[str, Any],
+        size: int,
+        items: int = ...,
+        *,
+        on_accept: Callable[[dict[str, Any]], None] | None = ...,
+    ) -> bool: ...
+
+
+#: ``emit(kind, fields)``: hand one event to the runner (may block when the hub is behind).
+Emit = Callable[[str, dict[str, Any]], None]
+#: ``await aemit(kind, fields)``: the same from a coroutine, waiting for room instead.
+AsyncEmit = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
 class _Flag(Protocol):
@@ -254,6 +307,14 @@ class JobContext:
     ``progress`` and ``output`` are pushed live to the submitter and to the
     job's room ``$job:<id>``. Progress events closer than ``min_interval``
     seconds are coalesced (the last one before the result always goes out).
+
+    Events wait in a bounded buffer until the hub delivers them, so a job
+    cannot outrun its watchers: from a thread or a process ``output`` and
+    ``progress`` *block* while the buffer is full. An async job on the hub's
+    loop must never block it: it should ``await ctx.aoutput(...)`` /
+    ``await ctx.aprogress(...)``, which wait for room; there a plain ``output``
+    queues without waiting up to a hard bound, past which it raises
+    :class:`wirehub.jobs.buffer.BufferFull`.
     """
 
     min_interval = 0.02
@@ -264,7 +325,8 @@ class JobContext:
         name: str,
         args: dict[str, Any],
         *,
-        emit: Callable[[str, dict[str, Any]], None],
+        emit: Emit,
+        aemit: AsyncEmit | None = None,
         cancel_flag: _Flag | None = None,
         upload: UploadRef | None = None,
         attempt: int = 1,
@@ -275,6 +337,7 @@ class JobContext:
         self.attempt = attempt
         self.upload = upload
         self._emit = emit
+        self._aemit = aemit
         self._cancel = cancel_flag if cancel_flag is not None else threading.Event()
         self._last_progress = 0.0
         self._lock = threading.Lock()
@@ -286,26 +349,55 @@ class JobContext:
 
     def progress(self, fraction: float, message: str | None = None) -> None:
         """Report progress in [0, 1] with an optional human message."""
+        fields = self._progress_fields(fraction, message)
+        if fields is not None:
+            self._emit("job.progress", fields)
+
+    def output(self, data: Any) -> None:
+        """Stream a partial result (a token, a row…) to everyone watching.
+
+        ``data`` must be JSON-serialisable (``TypeError`` otherwise). Blocks
+        while the job's event buffer is full (see the class docstring).
+        """
+        self._emit("job.output", {"data": data})
+
+    async def aprogress(self, fraction: float, message: str | None = None) -> None:
+        """:meth:`progress` for async jobs: waits for room instead of blocking."""
+        fields = self._progress_fields(fraction, message)
+        if fields is not None:
+            await self._aemit_or_emit("job.progress", fields)
+
+    async def aoutput(self, data: Any) -> None:
+        """:meth:`output` for async jobs: waits for room instead of blocking the loop."""
+        await self._aemit_or_emit("job.output", {"data": data})
+
+    async def _aemit_or_emit(self, kind: str, fields: dict[str, Any]) -> None:
+        # Without an async form (a worker runs the job on a loop of its own in
+        # a thread), blocking that private loop is what waiting means.
+        if self._aemit is None:
+            self._emit(kind, fields)
+        else:
+            await self._aemit(kind, fields)
+
+    def _progress_fields(self, fraction: float, message: str | None) -> dict[str, Any] | None:
         fraction = min(1.0, max(0.0, float(fraction)))
         now = time.monotonic()
         with self._lock:
             if fraction < 1.0 and now - self._last_progress < self.min_interval:
-                return
+                return None
             self._last_progress = now
-        self._emit("job.progress", {"progress": fraction, "message": message})
-
-    def output(self, data: Any) -> None:
-        """Stream a partial result (a token, a row…) to everyone watching."""
-        self._emit("job.output", {"data": data})
+        return {"progress": fraction, "message": message}
 
 
 class JobRunner(Protocol):
     """Where jobs run. Implementations: ``local`` (in-process) and ``celery``.
 
-    Runners call ``sink`` (on the hub's event loop) with every event:
-    ``job.queued``, ``job.running``, ``job.progress``, ``job.output``,
-    ``job.result``, ``job.failed``, ``job.cancelled``; each carries
-    ``job_id`` and ``client_id`` (the submitter, or None).
+    Runners put every event into ``sink`` (:class:`EventSink`): ``job.queued``,
+    ``job.running``, ``job.progress``, ``job.output``, ``job.result``,
+    ``job.failed``, ``job.cancelled``; each carries ``job_id`` and
+    ``client_id`` (the submitter, or None). Outputs and progress wait for room
+    (the producer slows down); lifecycle events never wait, and a terminal
+    one is never dropped nor put before the outputs emitted ahead of it.
     """
 
     name: str

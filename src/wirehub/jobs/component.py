@@ -1,6 +1,11 @@
 """The ``jobs`` hub component: owns the runner and routes job events to peers.
 
-Every event a runner reports goes, in order, through one pump task:
+Runners put every event into one bounded :class:`~wirehub.jobs.buffer.EventBuffer`
+(a FIFO per job; a producer that outruns delivery blocks or awaits). One pump
+task drains it in time slices of :data:`PUMP_SLICE` seconds, yielding to the
+loop between slices, round-robin across jobs, and coalesces consecutive
+outputs of a job into one ``job.output`` frame with ``items``. Each resulting
+event goes, in order:
 
 * to the submitting connection as a frame (``job.progress``, ``job.output``,
   ``job.result``, ``job.failed``, ``job.cancelled``);
@@ -8,16 +13,18 @@ Every event a runner reports goes, in order, through one pump task:
   ``join`` with ``since`` and recover what it missed);
 * into ``$jobs`` as a summary (every event but ``job.output``).
 
-The component gets plain callables (``publish``, ``send_frame``) from the hub,
-so it knows nothing of the hub or of FastAPI.
+Both are the hub's ordinary bounded paths (the submitter's queue, the room's
+fan-out): a consumer too slow even for coalesced frames is closed as any slow
+consumer is. The component gets plain callables (``publish``, ``send_frame``)
+from the hub, so it knows nothing of the hub or of FastAPI.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
@@ -34,8 +41,17 @@ from wirehub.jobs.api import (
     new_job_id,
     validate_args,
 )
+from wirehub.jobs.buffer import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_EVENTS,
+    MAX_BATCH_BYTES,
+    MAX_BATCH_ITEMS,
+    OUTPUT,
+    EventBuffer,
+    coalesce,
+)
 
-__all__ = ["DIRECT_EVENTS", "JOBS_ROOM", "Jobs", "job_room"]
+__all__ = ["DIRECT_EVENTS", "JOBS_ROOM", "PUMP_SLICE", "Jobs", "job_room"]
 
 logger = logging.getLogger("wirehub.jobs")
 
@@ -45,6 +61,8 @@ JOBS_ROOM = "$jobs"
 DIRECT_EVENTS = frozenset(
     {"job.progress", "job.output", "job.result", "job.failed", "job.cancelled"}
 )
+#: The pump yields to the event loop after draining for this many seconds.
+PUMP_SLICE = 0.002
 
 
 def job_room(job_id: str) -> str:
@@ -63,25 +81,44 @@ class Jobs:
         publish: Callable[[str, Any], Awaitable[int]],
         send_frame: Callable[[str, Frame], bool],
         modules: list[str] | tuple[str, ...] = (),
+        max_events: int = DEFAULT_MAX_EVENTS,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        batch_items: int = MAX_BATCH_ITEMS,
+        batch_bytes: int = MAX_BATCH_BYTES,
     ) -> None:
         self.runner = runner
         self.modules = tuple(modules)
         self._publish = publish
         self._send_frame = send_frame
-        self._pending: collections.deque[dict[str, Any]] = collections.deque()
+        self.max_events = max_events
+        self.max_bytes = max_bytes
+        #: Events waiting for the pump: ``max_events`` outputs / ``max_bytes`` per job.
+        self.buffer = self._new_buffer()
+        self.batch_items = batch_items
+        self.batch_bytes = batch_bytes
         self._wakeup = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
         self._pump: asyncio.Task[None] | None = None
         self.submitted = 0
+        #: Frames the pump delivered, and the outputs they carried.
+        self.frames = 0
+        self.outputs = 0
 
     # -- lifecycle -----------------------------------------------------------
 
     async def start(self) -> None:
+        """Import the ``[jobs] modules`` (their ``@job`` run), start the pump and runner."""
         import_job_modules(self.modules)
-        self._pump = asyncio.get_running_loop().create_task(self._pump_loop(), name="wirehub-jobs")
-        await self.runner.start(self._sink)
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self.buffer = self._new_buffer()  # a fresh one: stop() closed the last
+        self._pump = self._loop.create_task(self._pump_loop(), name="wirehub-jobs")
+        await self.runner.start(self.buffer)
         logger.info("jobs ready (runner %s, modules %s)", self.runner.name, list(self.modules))
 
     async def stop(self) -> None:
+        """Stop the runner (its own rules for running jobs), deliver its last events."""
         await self.runner.stop()
         if self._pump is not None:
             # Let the pump deliver the runner's last events, then stop it.
@@ -92,8 +129,19 @@ class Jobs:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pump
             self._pump = None
+        # Abandoned producers still waiting for room give up.
+        self.buffer.close_all()
+        logger.info(
+            "job events: %d frames delivered (%d outputs), producers waited %d times, "
+            "%d late events dropped",
+            self.frames,
+            self.outputs,
+            self.buffer.waits,
+            self.buffer.dropped,
+        )
 
     def readiness(self) -> dict[str, bool]:
+        """``{"jobs": ...}`` for ``/readyz``: the runner takes work (Celery: it listens)."""
         return self.runner.readiness()
 
     # -- API -------------------------------------------------------------------
@@ -118,6 +166,7 @@ class Jobs:
         )
 
     async def enqueue(self, record: JobRecord) -> None:
+        """Queue a record made by :meth:`prepare` (Conflict when the runner is full)."""
         self.submitted += 1
         await self.runner.submit(record)
 
@@ -129,21 +178,43 @@ class Jobs:
         *,
         upload: UploadRef | None = None,
     ) -> str:
-        """Validate and queue a job; returns its id. Events go to ``client_id`` if given."""
+        """Validate and queue a job; returns its id. Events go to ``client_id`` if given.
+
+        The arguments are checked against the job's signature first (BadRequest
+        naming each bad field, NotFound for an unknown job), so nothing is queued
+        that cannot run. Every event also goes to the room ``$job:<job_id>``.
+        """
         record = self.prepare(job, args, client_id=client_id, upload=upload)
         await self.enqueue(record)
         return record.job_id
 
     async def cancel(self, job_id: str) -> JobRecord:
+        """Cancel a job and return its record once the cancel took effect.
+
+        A queued job never runs; a running one sees ``ctx.cancelled`` and has
+        ``cancel_grace`` seconds to return. NotFound for an unknown id, Conflict
+        for a job already finished.
+        """
         return await self.runner.cancel(job_id)
 
     async def get(self, job_id: str) -> JobRecord | None:
+        """The job's record (state, progress, result or error); None when unknown.
+
+        Finished jobs are kept ``result_ttl`` seconds, so a client that lost the
+        live events can still read the outcome (``GET /api/jobs/{id}`` shows this).
+        """
         return await self.runner.get(job_id)
 
     async def list(self, state: str | None = None, limit: int = 100) -> list[JobRecord]:
+        """Known jobs, newest first, optionally only those in ``state`` (``"running"``…)."""
         return await self.runner.list(state, limit)
 
     async def events(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's events so far, oldest first (each a frame with ``type``).
+
+        What a late watcher needs to redraw a job's progress and outputs; the
+        runner keeps a bounded number per job. NotFound for an unknown id.
+        """
         return await self.runner.events(job_id)
 
     # -- WebSocket handlers (registered by the hub) ----------------------------
@@ -160,7 +231,7 @@ class Jobs:
         try:
             await self.enqueue(record)
         except WirehubError as exc:
-            self._sink(_failed_to_queue(record, exc))
+            self.buffer.put(_failed_to_queue(record, exc))
         return None
 
     async def ws_cancel(self, conn: Connection, frame: Frame) -> Frame:
@@ -171,33 +242,51 @@ class Jobs:
 
     # -- event routing ----------------------------------------------------------
 
-    def _sink(self, event: dict[str, Any]) -> None:
-        self._pending.append(event)
-        self._wakeup.set()
+    def _new_buffer(self) -> EventBuffer:
+        return EventBuffer(
+            max_events=self.max_events, max_bytes=self.max_bytes, on_ready=self._ready
+        )
+
+    def _ready(self) -> None:
+        """The buffer got events: wake the pump (from any thread)."""
+        if threading.get_ident() == self._loop_thread:
+            self._wakeup.set()
+        elif self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # loop closed: the hub is gone
+                self._loop.call_soon_threadsafe(self._wakeup.set)
 
     async def _drained(self) -> None:
-        while self._pending:
+        while len(self.buffer):
             await asyncio.sleep(0.01)
 
     async def _pump_loop(self) -> None:
-        pending = self._pending
+        """Drain the buffer run by run, yielding to the loop every ``PUMP_SLICE`` seconds."""
+        loop = asyncio.get_running_loop()
+        take = self.buffer.take
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            while pending:
-                event = pending.popleft()
+            deadline = loop.time() + PUMP_SLICE
+            while (run := take(self.batch_items, self.batch_bytes)) is not None:
+                event = coalesce(run)
                 try:
                     await self._deliver(event)
                 except Exception:
                     logger.exception("could not deliver job event %s", event.get("type"))
+                if loop.time() >= deadline:
+                    await asyncio.sleep(0)
+                    deadline = loop.time() + PUMP_SLICE
 
     async def _deliver(self, event: dict[str, Any]) -> None:
         client_id = event.pop("client_id", None)
         kind = event["type"]
+        self.frames += 1
+        if kind == OUTPUT:
+            self.outputs += len(event["items"]) if "items" in event else 1
         if client_id and kind in DIRECT_EVENTS:
             self._send_frame(client_id, event)
         await self._publish(job_room(event["job_id"]), event)
-        if kind != "job.output":
+        if kind != OUTPUT:
             summary = {k: v for k, v in event.items() if k not in ("result", "data")}
             await self._publish(JOBS_ROOM, summary)
 

@@ -17,7 +17,15 @@ from typing import Any
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
-__all__ = ["FINAL_EVENTS", "JobError", "file_sha256", "follow_job", "submit_job", "upload_file"]
+__all__ = [
+    "FINAL_EVENTS",
+    "JobError",
+    "file_sha256",
+    "follow_job",
+    "output_items",
+    "submit_job",
+    "upload_file",
+]
 
 FINAL_EVENTS = frozenset({"job.result", "job.failed", "job.cancelled"})
 
@@ -32,7 +40,17 @@ class JobError(Exception):
         self.frame = frame
 
 
+def output_items(frame: dict[str, Any]) -> list[Any]:
+    """The outputs a ``job.output`` frame carries, in order: its ``items``, or its one ``data``.
+
+    The hub coalesces consecutive outputs of a job into one frame with ``items``.
+    """
+    items = frame.get("items")
+    return items if isinstance(items, list) else [frame.get("data")]
+
+
 def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file read in 1 MiB blocks: what ``upload.start`` must announce."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
         while block := f.read(1 << 20):

@@ -7,6 +7,11 @@ Where a job runs depends on its function:
 * ``cpu=True`` functions run in their own process (a forkserver child), so a
   CPU-bound job neither holds the GIL of the hub nor survives a hard stop.
 
+A job's events wait in the hub's bounded buffer (:mod:`wirehub.jobs.buffer`)
+until they are delivered: a thread blocks in ``ctx.output`` while the buffer
+is full, so does a process's relay thread, whose pipe then fills and blocks
+the child; an async job awaits ``ctx.aoutput``.
+
 At most ``concurrency`` jobs run at once; the rest wait in FIFO order.
 Cancelling sets ``ctx.cancelled`` and waits ``cancel_grace`` seconds for the
 job to return; then async jobs are cancelled and processes killed. A thread
@@ -21,8 +26,6 @@ import asyncio
 import collections
 import contextlib
 import logging
-import multiprocessing
-import multiprocessing.connection
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -40,9 +43,10 @@ from wirehub.jobs.api import (
     JobState,
     UploadRef,
     get_spec,
-    import_job_modules,
     python_args,
 )
+from wirehub.jobs.buffer import SYNC_SLACK, BufferFull, event_size
+from wirehub.jobs.process import mp_context, process_main, relay
 
 __all__ = ["JobFailure", "LocalRunner", "check_json", "error_dict"]
 
@@ -103,7 +107,8 @@ class LocalRunner:
         self.cancel_grace = cancel_grace
         self.max_records = max_records
         self._records: dict[str, JobRecord] = {}
-        self._events: dict[str, collections.deque[dict[str, Any]]] = {}
+        #: Per job: the last MAX_EVENTS_PER_JOB events as (time queued, event).
+        self._events: dict[str, collections.deque[tuple[float, dict[str, Any]]]] = {}
         self._expires: dict[str, float] = {}
         self._queue: collections.deque[_Active] = collections.deque()
         self._active: dict[str, _Active] = {}
@@ -179,7 +184,7 @@ class LocalRunner:
     async def cancel(self, job_id: str) -> JobRecord:
         record = await self.get(job_id)
         if record is None:
-            raise NotFound(f"unknown job '{job_id}'", job_id=job_id)
+            raise NotFound(f"unknown job id '{job_id}'", job_id=job_id)
         if record.done:
             raise Conflict(f"job '{job_id}' already {record.state}", job_id=job_id)
         for active in self._queue:
@@ -207,8 +212,13 @@ class LocalRunner:
 
     async def events(self, job_id: str) -> list[dict[str, Any]]:
         if await self.get(job_id) is None:
-            raise NotFound(f"unknown job '{job_id}'", job_id=job_id)
-        return list(self._events.get(job_id, ()))
+            raise NotFound(f"unknown job id '{job_id}'", job_id=job_id)
+        # Entries share the delivered event dicts (cheap for a flooding job);
+        # the copy drops the routing key and adds the time it was queued.
+        return [
+            {k: v for k, v in event.items() if k != "client_id"} | {"ts": ts}
+            for ts, event in list(self._events.get(job_id, ()))
+        ]
 
     # -- scheduling ------------------------------------------------------------
 
@@ -299,7 +309,8 @@ class LocalRunner:
             record.job_id,
             spec.name,
             record.args,
-            emit=self._threadsafe_emitter(record) if not spec.is_async else self._emitter(record),
+            emit=self._loop_emitter(record) if spec.is_async else self._thread_emitter(record),
+            aemit=self._async_emitter(record) if spec.is_async else None,
             cancel_flag=active.flag,
             upload=UploadRef(**record.upload) if record.upload else None,
             attempt=record.attempts,
@@ -315,10 +326,10 @@ class LocalRunner:
         loop = self._loop
         assert loop is not None
         record, spec = active.record, active.spec
-        mp = _mp_context()
+        mp = mp_context()
         reader, writer = mp.Pipe(duplex=False)
         proc = mp.Process(
-            target=_process_main,
+            target=process_main,
             args=(spec.module, spec.name, record.job_id, record.args, record.upload),
             kwargs={"attempt": record.attempts, "conn": writer, "flag": active.flag},
             name=f"wirehub-job-{record.job_id[:8]}",
@@ -326,7 +337,7 @@ class LocalRunner:
         )
         await asyncio.to_thread(proc.start)
         writer.close()
-        emit = self._threadsafe_emitter(record)
+        emit = self._thread_emitter(record)
         future = loop.run_in_executor(self._pipes, _read_pipe, reader, proc, emit)
 
         def hard_stop() -> None:
@@ -337,37 +348,81 @@ class LocalRunner:
 
     # -- events ----------------------------------------------------------------
 
-    def _emitter(self, record: JobRecord) -> Any:
-        def emit(kind: str, fields: dict[str, Any]) -> None:
-            self._ctx_event(record, kind, fields)
+    # Every event of a running job is queued with ``on_accept=self._acceptor``:
+    # the record and the log change under the buffer's lock, in the order the
+    # events will be delivered, and not at all for an event dropped because
+    # its job already ended (an abandoned thread, a killed process).
+
+    def _thread_emitter(self, record: JobRecord) -> Any:
+        """A sync job's thread, or a process's relay: block while the buffer is full."""
+        sink = self._sink
+        assert sink is not None
+        put, accept = sink.put_blocking, self._acceptor(record)
+        job_id, client_id = record.job_id, record.client_id
+
+        def emit(kind: str, fields: dict[str, Any], size: int | None = None) -> None:
+            if size is None:
+                size = event_size(kind, fields)
+            event = {"type": kind, "job_id": job_id, **fields, "client_id": client_id}
+            put(event, size, on_accept=accept)
 
         return emit
 
-    def _threadsafe_emitter(self, record: JobRecord) -> Any:
-        loop = self._loop
-        assert loop is not None
+    def _loop_emitter(self, record: JobRecord) -> Any:
+        """A sync ``ctx.output`` from an async job: on the loop, so it must not wait."""
+        sink = self._sink
+        assert sink is not None
+        accept = self._acceptor(record)
 
         def emit(kind: str, fields: dict[str, Any]) -> None:
-            with contextlib.suppress(RuntimeError):  # loop closed: the hub is gone
-                loop.call_soon_threadsafe(self._ctx_event, record, kind, fields)
+            size = event_size(kind, fields)
+            event = self._new_event(record, kind, fields)
+            if kind != "job.output":
+                # Progress is rate-limited by the context: it may exceed the bound.
+                sink.put(event, size, on_accept=accept)
+            elif not sink.offer(event, size, slack=SYNC_SLACK, on_accept=accept):
+                raise BufferFull(
+                    f"job '{record.job}': its event buffer is full ({SYNC_SLACK} x "
+                    f"{getattr(sink, 'max_events', '?')} outputs waiting); in an async job "
+                    "use 'await ctx.aoutput(...)', which waits for room"
+                )
 
         return emit
 
-    def _ctx_event(self, record: JobRecord, kind: str, fields: dict[str, Any]) -> None:
-        if record.state != JobState.RUNNING:
-            return  # a late event from an abandoned or stopped job
-        if kind == "job.progress":
-            record.progress = fields["progress"]
-            record.message = fields.get("message")
-        self._event(record, kind, fields)
+    def _async_emitter(self, record: JobRecord) -> Any:
+        """``await ctx.aoutput(...)``: wait on the loop for room."""
+        sink = self._sink
+        assert sink is not None
+        accept = self._acceptor(record)
+
+        async def aemit(kind: str, fields: dict[str, Any]) -> None:
+            size = event_size(kind, fields)
+            await sink.aput(self._new_event(record, kind, fields), size, on_accept=accept)
+
+        return aemit
+
+    @staticmethod
+    def _new_event(record: JobRecord, kind: str, fields: dict[str, Any]) -> dict[str, Any]:
+        return {"type": kind, "job_id": record.job_id, **fields, "client_id": record.client_id}
+
+    def _acceptor(self, record: JobRecord) -> Any:
+        """What to do once one of this job's events is queued: log it, note progress."""
+        log = self._events.get(record.job_id)
+        append = log.append if log is not None else (lambda entry: None)
+        clock = time.time
+
+        def accept(event: dict[str, Any]) -> None:
+            if event["type"] == "job.progress":
+                record.progress = event["progress"]
+                record.message = event.get("message")
+            append((clock(), event))
+
+        return accept
 
     def _event(self, record: JobRecord, kind: str, fields: dict[str, Any]) -> None:
-        event = {"type": kind, "job_id": record.job_id, **fields, "client_id": record.client_id}
-        log = self._events.get(record.job_id)
-        if log is not None:
-            log.append({k: v for k, v in event.items() if k != "client_id"} | {"ts": time.time()})
+        """A lifecycle event, on the loop: queued at once, never refused."""
         if self._sink is not None:
-            self._sink(event)
+            self._sink.put(self._new_event(record, kind, fields), on_accept=self._acceptor(record))
 
     def _finish(
         self,
@@ -427,70 +482,14 @@ def _consume(future: asyncio.Future[Any]) -> None:
 
 
 def _new_flag(spec: JobSpec) -> Any:
-    return _mp_context().Event() if spec.cpu else threading.Event()
-
-
-_MP: Any = None
-
-
-def _mp_context() -> Any:
-    """Forkserver: children fork from a clean, single-threaded server process."""
-    global _MP
-    if _MP is None:
-        _MP = multiprocessing.get_context("forkserver")
-    return _MP
+    return mp_context().Event() if spec.cpu else threading.Event()
 
 
 def _read_pipe(reader: Any, proc: Any, emit: Any) -> Any:
     """Thread: relay a job process's events; return its result or raise its error."""
-    try:
-        while True:
-            try:
-                message = reader.recv()
-            except EOFError:
-                proc.join(5)
-                raise JobFailure(
-                    "WorkerLost", f"the job process exited with code {proc.exitcode}"
-                ) from None
-            kind = message[0]
-            if kind == "event":
-                emit(message[1], message[2])
-            elif kind == "result":
-                return message[1]
-            else:
-                raise JobFailure(message[1], message[2])
-    finally:
-        reader.close()
-        proc.join(5)
-
-
-def _process_main(
-    module: str,
-    name: str,
-    job_id: str,
-    args: dict[str, Any],
-    upload: dict[str, Any] | None,
-    *,
-    attempt: int,
-    conn: multiprocessing.connection.Connection,
-    flag: Any,
-) -> None:
-    """Entry point of a ``cpu=True`` job's process."""
-    try:
-        import_job_modules([module])
-        spec = get_spec(name)
-        ctx = JobContext(
-            job_id,
-            name,
-            args,
-            emit=lambda kind, fields: conn.send(("event", kind, fields)),
-            cancel_flag=flag,
-            upload=UploadRef(**upload) if upload else None,
-            attempt=attempt,
-        )
-        result = spec.fn(ctx, **python_args(spec, args))
-        conn.send(("result", result))
-    except BaseException as exc:  # report everything, even SystemExit
-        conn.send(("error", type(exc).__name__, str(exc) or type(exc).__name__))
-    finally:
-        conn.close()
+    outcome, value = relay(reader, proc, emit)  # emit blocks while the buffer is full
+    if outcome == "result":
+        return value
+    if outcome == "lost":
+        raise JobFailure("WorkerLost", f"the job process exited with code {value}")
+    raise JobFailure(*value)
