@@ -1,30 +1,16 @@
-"""Logger names and the logging config the CLI applies.
+"""The logging config the CLI applies.
 
-The library never installs handlers; only ``wirehub.cli`` calls :func:`configure`.
+The library never installs handlers: every module logs to its own
+``logging.getLogger("wirehub.<area>")`` (``wirehub.hub``, ``wirehub.node``,
+``wirehub.heartbeat``...), per-connection lines start with ``[client_id]``,
+and only ``wirehub.cli`` calls :func:`configure`.
 """
 
 from __future__ import annotations
 
-import logging
 import logging.config
-from collections.abc import MutableMapping
-from typing import Any
 
-__all__ = ["ConnectionLoggerAdapter", "configure", "get_logger"]
-
-
-def get_logger(area: str) -> logging.Logger:
-    return logging.getLogger(f"wirehub.{area}")
-
-
-class ConnectionLoggerAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """Prefixes every line with the peer's id so one grep follows one client."""
-
-    def process(
-        self, msg: Any, kwargs: MutableMapping[str, Any]
-    ) -> tuple[Any, MutableMapping[str, Any]]:
-        extra = self.extra or {}
-        return f"[{extra.get('client_id', '?')}] {msg}", kwargs
+__all__ = ["configure"]
 
 
 def configure(level: str = "info") -> None:

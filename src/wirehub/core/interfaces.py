@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from wirehub.core.connection import Connection
+    from wirehub.core.history import Replay
     from wirehub.core.protocol import Frame
-    from wirehub.core.rooms import Replay
 
 __all__ = ["Broker", "ClientRecord", "RoomObserver"]
 

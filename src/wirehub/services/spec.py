@@ -2,6 +2,12 @@
 
 The supervisor never reads :mod:`wirehub.settings`; ``ServiceSpec.from_dict``
 takes the ``model_dump()`` of a ``[[services]]`` entry (or any equal dict).
+
+How a command string becomes an argv (:func:`split_command`) and a signal name a
+number (:func:`parse_signal`) is decided here once: the ``[[services]]``
+validators in :mod:`wirehub.settings` call the same two functions, so a service
+given in a config file and one built in code run the same program and fail with
+the same message.
 """
 
 from __future__ import annotations
@@ -12,7 +18,42 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["ReadyCheck", "RestartPolicy", "ServiceSpec", "start_order"]
+__all__ = [
+    "DEFAULT_STOP_SIGNAL",
+    "ReadyCheck",
+    "RestartPolicy",
+    "ServiceSpec",
+    "parse_signal",
+    "split_command",
+    "start_order",
+]
+
+#: What stops a service unless ``stop_signal`` says otherwise (then SIGKILL after
+#: ``stop_timeout``).
+DEFAULT_STOP_SIGNAL = "SIGTERM"
+
+
+def split_command(command: str | Iterable[str], shell: bool = False) -> list[str]:
+    """The argv of ``command``: a string is split like a shell would (``shlex``),
+    or kept whole for ``/bin/sh -c`` with ``shell``; a list is taken as it is."""
+    if isinstance(command, str):
+        return [command] if shell else shlex.split(command)
+    return list(command)
+
+
+def parse_signal(value: str | int) -> signal.Signals:
+    """``"SIGTERM"``, ``"term"`` or ``15`` as a signal; ValueError names a bad one."""
+    if not isinstance(value, str):
+        try:
+            return signal.Signals(value)
+        except ValueError:
+            raise ValueError(f"stop_signal: unknown signal {value!r}") from None
+    name = value.upper()
+    name = name if name.startswith("SIG") else "SIG" + name
+    found = signal.Signals.__members__.get(name)
+    if found is None:
+        raise ValueError(f"stop_signal: unknown signal {value!r}")
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +100,7 @@ class ServiceSpec:
     ready_timeout: float = 30.0
     required: bool = True
     depends_on: tuple[str, ...] = ()
-    stop_signal: int = signal.SIGTERM
+    stop_signal: int = parse_signal(DEFAULT_STOP_SIGNAL)
     stop_timeout: float = 10.0
     restart: RestartPolicy = RestartPolicy()
     base_url: str | None = None
@@ -77,14 +118,8 @@ class ServiceSpec:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ServiceSpec:
         values = dict(data)
-        command = values.pop("command")
-        shell = bool(values.get("shell", False))
-        if isinstance(command, str):
-            command = [command] if shell else shlex.split(command)
-        stop = values.pop("stop_signal", signal.SIGTERM)
-        if isinstance(stop, str):
-            name = stop.upper() if stop.upper().startswith("SIG") else "SIG" + stop.upper()
-            stop = signal.Signals[name]
+        command = split_command(values.pop("command"), bool(values.get("shell", False)))
+        stop = parse_signal(values.pop("stop_signal", DEFAULT_STOP_SIGNAL))
         ready = values.pop("ready", None) or {}
         restart = values.pop("restart", None) or {}
         return cls(
