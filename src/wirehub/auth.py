@@ -1,22 +1,29 @@
-"""Who a peer is and what it may do: JWT verification, API keys, room grants.
+"""Who a peer is and what it may do: JWT verification, API keys, grants.
 
 No web imports: the WebSocket handshake and the HTTP API (``wirehub.web``) call
 :meth:`Authorizer.authenticate` with the bearer credential they found, and the
-node calls :meth:`Authorizer.authorize` (installed as ``node.authorize``) on
-join, publish, presence and history. Refusals raise :class:`Unauthorized`
-(no or bad credentials, HTTP 401) or :class:`Forbidden` (``forbidden``).
+node calls :meth:`Authorizer.authorize` (installed as ``node.authorize`` and in
+the node's guards) before every action. Refusals raise :class:`Unauthorized`
+(no, bad, expired or revoked credentials, HTTP 401) or :class:`Forbidden`
+(``forbidden``, naming the action and its target).
 
 Grants, from the token's claims (patterns are :mod:`fnmatch` patterns)::
 
-    {"sub": "alice", "exp": ..., "rooms": ["chat:*", "sensors"],   # every action
+    {"sub": "alice", "exp": ..., "jti": "t-81f3",
+     "rooms": ["chat:*", "sensors"],           # join, publish and history
      "join": ["news"], "publish": ["chat:alice"], "history": ["chat:*"],
+     "direct": ["support:*", "bob"],           # client ids it may message
+     "jobs": ["thumbnail", "report.*"],        # job names it may submit
+     "upload": ["thumbnail", ""],              # jobs an upload may feed ("": no job)
      "admin": false}
 
 ``presence`` uses the ``join`` grants. System rooms (``$...``: services, jobs,
 bridges, stats) match only patterns that themselves start with ``$`` (so
-``"*"`` never opens them), or an admin. ``admin: true`` and API keys allow
-everything, including the HTTP API. A ``policy = "module:function"`` replaces
-the grants: ``function(principal, action, room) -> bool``.
+``"*"`` never opens them), or an admin; the submitter of a job may always read
+its events (``$job:<id>``) and cancel it (checked by ``wirehub.auth_session``).
+``admin: true`` and API keys allow everything, including the HTTP API. A
+``policy = "module:function"`` replaces the grants:
+``function(principal, action, target) -> bool``.
 """
 
 from __future__ import annotations
@@ -35,17 +42,49 @@ from typing import TYPE_CHECKING, Any
 import jwt
 
 from wirehub.core.protocol import CLIENT_ID_RE
+from wirehub.core.tokens import Revocations, TokenInfo
 from wirehub.errors import ConfigError, Forbidden, Unauthorized
 
 if TYPE_CHECKING:
     from wirehub.core.connection import Connection
 
-__all__ = ["ACTIONS", "Authorizer", "Principal", "load_policy"]
+__all__ = ["ACTIONS", "CLAIMS", "Authorizer", "Principal", "load_policy"]
 
 logger = logging.getLogger("wirehub.auth")
 
-#: What the node asks about; ``presence`` is checked against the join grants.
-ACTIONS = ("join", "publish", "history", "presence")
+#: What the node asks about, and the target of each: a room (``join``,
+#: ``publish``, ``history``, ``presence`` — checked against the join grants), a
+#: client id (``direct``), a job name (``job.submit``), the job an upload feeds
+#: (``upload``, ``""`` for none), a job id (``job.events``, ``job.cancel``: the
+#: submitter or an admin, unless a policy says otherwise).
+ACTIONS = (
+    "join",
+    "publish",
+    "history",
+    "presence",
+    "direct",
+    "job.submit",
+    "upload",
+    "job.events",
+    "job.cancel",
+)
+#: Grant claims and the action each one grants (``rooms`` grants the three room actions).
+CLAIMS = {
+    "join": "join",
+    "publish": "publish",
+    "history": "history",
+    "direct": "direct",
+    "jobs": "job.submit",
+    "upload": "upload",
+}
+#: How a refusal names its action and target: ``not allowed to <text>``.
+_REFUSALS = {
+    "direct": "send a direct message to client '{}'",
+    "job.submit": "submit job '{}'",
+    "upload": "upload for job '{}'",
+    "job.events": "read the events of job '{}'",
+    "job.cancel": "cancel job '{}'",
+}
 
 Policy = Callable[["Principal", str, str], bool]
 
@@ -60,6 +99,8 @@ class Principal:
     admin: bool = False
     grants: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     claims: Mapping[str, Any] = field(default_factory=dict)
+    #: The token's sub/jti/exp/iat, for the live-connection lifecycle (JWT only).
+    token: TokenInfo | None = None
 
     def __post_init__(self) -> None:
         # One compiled regex per action and room kind: a check is one match() call.
@@ -69,15 +110,15 @@ class Principal:
             compiled[action] = (_compile(patterns), _compile(system))
         object.__setattr__(self, "_compiled", compiled)
 
-    def allows(self, action: str, room: str) -> bool:
-        """Grant check alone (no policy function)."""
+    def allows(self, action: str, target: str) -> bool:
+        """Grant check alone (no policy function); ``target`` as in :data:`ACTIONS`."""
         if self.admin:
             return True
         pair = self._compiled.get("join" if action == "presence" else action)  # type: ignore[attr-defined]
         if pair is None:
             return False
-        regex = pair[1] if room.startswith("$") else pair[0]
-        return regex is not None and regex.match(room) is not None
+        regex = pair[1] if target.startswith("$") else pair[0]
+        return regex is not None and regex.match(target) is not None
 
 
 def _compile(patterns: Iterable[str]) -> re.Pattern[str] | None:
@@ -107,8 +148,12 @@ def _patterns(value: Any, claim: str) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
-        raise Unauthorized(f"claim '{claim}' must be a list of room patterns")
+        raise Unauthorized(f"claim '{claim}' must be a list of patterns")
     return tuple(value)
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 class Authorizer:
@@ -131,8 +176,10 @@ class Authorizer:
         leeway: float = 0.0,
         require_exp: bool = True,
         default_rooms: Iterable[str] = (),
+        default_grants: Mapping[str, Iterable[str]] | None = None,
         api_keys: Iterable[str] = (),
         policy: Policy | None = None,
+        revocations: Revocations | None = None,
     ) -> None:
         self.mode = mode
         self._secret = secret
@@ -149,8 +196,11 @@ class Authorizer:
         self.leeway = leeway
         self.require = ["sub", "exp"] if require_exp else ["sub"]
         self.default_rooms = tuple(default_rooms)
+        self.default_grants = {k: tuple(v) for k, v in (default_grants or {}).items()}
         self._api_keys = [k.encode() for k in api_keys if k]
         self.policy = policy
+        #: Revoked token ids and subjects: refused here, at the handshake and on refresh.
+        self.revocations = revocations if revocations is not None else Revocations()
         self.refused = 0
 
     @classmethod
@@ -176,8 +226,10 @@ class Authorizer:
                 leeway=section.leeway,
                 require_exp=section.require_exp,
                 default_rooms=section.default_rooms,
+                default_grants=section.default_grants,
                 api_keys=[k.get_secret_value() for k in section.api_keys],
                 policy=load_policy(section.policy) if section.policy else None,
+                revocations=Revocations(max_entries=section.max_revocations),
             )
         except jwt.PyJWTError as exc:
             raise ConfigError(f"auth.jwks_file: not a usable JWKS: {exc}") from None
@@ -219,7 +271,16 @@ class Authorizer:
             return Principal(client_id=client_id, via="api_key", admin=True)
         if self.mode != "jwt":
             raise Unauthorized("invalid API key")
-        return self.verify_jwt(credential)
+        principal = self.verify_jwt(credential)
+        self.check_revoked(principal)
+        return principal
+
+    def check_revoked(self, principal: Principal) -> None:
+        """Raise :class:`Unauthorized` if the principal's token or subject was revoked."""
+        if principal.token is not None:
+            why = self.revocations.refuses(principal.token)
+            if why is not None:
+                raise Unauthorized(why)
 
     def is_api_key(self, credential: str) -> bool:
         given = credential.encode()
@@ -251,17 +312,30 @@ class Authorizer:
         sub = claims.get("sub")
         if not isinstance(sub, str) or not CLIENT_ID_RE.match(sub):
             raise Unauthorized("token 'sub' is not a valid client id")
-        rooms = _patterns(claims.get("rooms"), "rooms") + self.default_rooms
-        grants = {
-            action: rooms + _patterns(claims.get(action), action)
-            for action in ("join", "publish", "history")
-        }
+        defaults = self.default_grants
+        rooms = (
+            _patterns(claims.get("rooms"), "rooms") + self.default_rooms + defaults.get("rooms", ())
+        )
+        grants: dict[str, tuple[str, ...]] = {}
+        for claim, action in CLAIMS.items():
+            patterns = _patterns(claims.get(claim), claim) + defaults.get(claim, ())
+            if action in ("join", "publish", "history"):
+                patterns = rooms + patterns
+            if patterns:
+                grants[action] = patterns
+        jti = claims.get("jti")
         return Principal(
             client_id=sub,
             via="jwt",
             admin=claims.get("admin") is True,
             grants=grants,
             claims=claims,
+            token=TokenInfo(
+                sub=sub,
+                jti=jti if isinstance(jti, str) and jti else None,
+                exp=_number(claims.get("exp")),
+                iat=_number(claims.get("iat")),
+            ),
         )
 
     def _key_for(self, alg: str, kid: Any) -> Any:
@@ -284,24 +358,35 @@ class Authorizer:
 
     # -- authorization ---------------------------------------------------------------
 
-    def allows(self, principal: Principal, action: str, room: str) -> bool:
+    def allows(self, principal: Principal, action: str, target: str) -> bool:
         if self.policy is not None:
             try:
-                return bool(self.policy(principal, action, room))
+                return bool(self.policy(principal, action, target))
             except Exception:
                 logger.exception(
-                    "auth policy failed for %s %s %s", principal.client_id, action, room
+                    "auth policy failed for %s %s %s", principal.client_id, action, target
                 )
                 return False
         if self.mode == "none":
             return True
-        return principal.allows(action, room)
+        return principal.allows(action, target)
 
-    def authorize(self, conn: Connection, action: str, room: str) -> None:
-        """``node.authorize``: raise Forbidden unless ``conn`` may do ``action`` in ``room``."""
+    @staticmethod
+    def principal_of(conn: Connection) -> Principal:
         principal = conn.meta.get("principal")
-        if not isinstance(principal, Principal):
-            principal = Principal(client_id=conn.id)
-        if not self.allows(principal, action, room):
-            self.refused += 1
-            raise Forbidden(f"not allowed to {action} room '{room}'", room=room, action=action)
+        return principal if isinstance(principal, Principal) else Principal(client_id=conn.id)
+
+    def authorize(self, conn: Connection, action: str, target: str) -> None:
+        """``node.authorize``: raise Forbidden unless ``conn`` may do ``action`` on ``target``."""
+        if not self.allows(self.principal_of(conn), action, target):
+            raise self.refusal(action, target)
+
+    def refusal(self, action: str, target: str) -> Forbidden:
+        """The ``forbidden`` error for ``action`` on ``target`` (counted in ``refused``)."""
+        self.refused += 1
+        text = _REFUSALS.get(action)
+        if action == "upload" and not target:
+            text = "upload a file that feeds no job{}"
+        if text is None:  # a room action
+            return Forbidden(f"not allowed to {action} room '{target}'", room=target, action=action)
+        return Forbidden(f"not allowed to {text.format(target)}", action=action, target=target)

@@ -1,6 +1,7 @@
 """Rate limits, sans I/O: a token bucket per connection and per-client limits for handlers.
 
-A peer over its rate gets ``error rate_limited`` for each extra frame (the
+A peer over its rate — frames per second, or bytes per second when
+``bytes_rate`` is set — gets ``error rate_limited`` for each extra frame (the
 frame is dropped, not queued). Persistent abuse — ``abuse_limit`` rejected
 frames within ``abuse_window`` seconds — tells the adapter to close the peer
 with :attr:`CloseCode.RATE_LIMITED` (4029). The WebSocket reader loop and the
@@ -40,16 +41,16 @@ class TokenBucket:
         self.tokens = float(burst)
         self._last = time.monotonic() if now is None else now
 
-    def take(self, now: float | None = None) -> bool:
-        """Spend one token if there is one; False means over the rate."""
+    def take(self, now: float | None = None, cost: float = 1.0) -> bool:
+        """Spend ``cost`` tokens if there are that many; False means over the rate."""
         if now is None:
             now = time.monotonic()
         tokens = self.tokens + (now - self._last) * self.rate
         self._last = now
         if tokens > self.burst:
             tokens = self.burst
-        if tokens >= 1.0:
-            self.tokens = tokens - 1.0
+        if tokens >= cost:
+            self.tokens = tokens - cost
             return True
         self.tokens = tokens
         return False
@@ -60,13 +61,25 @@ class TokenBucket:
 
 
 class FrameLimiter:
-    """One connection's inbound rate: a token bucket plus the abuse counter.
+    """One connection's inbound rate: token buckets plus the abuse counter.
 
-    ``allow()`` is called once per inbound frame. After a refusal, ``abusive``
-    says whether the peer should now be closed.
+    ``allow(size)`` is called once per inbound frame with its size in bytes. A
+    frame must fit both the frame bucket (``rate``/``burst``; rate 0: none) and
+    the byte bucket (``bytes_rate``/``bytes_burst``; 0: none). After a refusal,
+    ``abusive`` says whether the peer should now be closed; ``error()`` names the
+    limit that refused the last frame.
     """
 
-    __slots__ = ("_bucket", "_window_start", "abuse_limit", "abuse_window", "rejected", "strikes")
+    __slots__ = (
+        "_bucket",
+        "_bytes",
+        "_window_start",
+        "abuse_limit",
+        "abuse_window",
+        "last_refused",
+        "rejected",
+        "strikes",
+    )
 
     def __init__(
         self,
@@ -75,8 +88,17 @@ class FrameLimiter:
         *,
         abuse_limit: int = 100,
         abuse_window: float = 10.0,
+        bytes_rate: float = 0.0,
+        bytes_burst: int = 0,
     ) -> None:
-        self._bucket = TokenBucket(rate, burst)
+        self._bucket = TokenBucket(rate, burst) if rate > 0 else None
+        self._bytes = (
+            TokenBucket(bytes_rate, max(1, bytes_burst or int(bytes_rate)))
+            if bytes_rate > 0
+            else None
+        )
+        #: "frames" or "bytes": which bucket refused the last refused frame.
+        self.last_refused = "frames"
         self.abuse_limit = abuse_limit
         self.abuse_window = abuse_window
         #: Frames refused over the connection's life (for logs and stats).
@@ -87,16 +109,31 @@ class FrameLimiter:
 
     @property
     def rate(self) -> float:
-        return self._bucket.rate
+        return 0.0 if self._bucket is None else self._bucket.rate
 
     @property
     def burst(self) -> int:
-        return int(self._bucket.burst)
+        return 0 if self._bucket is None else int(self._bucket.burst)
 
-    def allow(self) -> bool:
+    @property
+    def bytes_rate(self) -> float:
+        return 0.0 if self._bytes is None else self._bytes.rate
+
+    @property
+    def bytes_burst(self) -> int:
+        return 0 if self._bytes is None else int(self._bytes.burst)
+
+    def allow(self, size: int = 0) -> bool:
         now = time.monotonic()
-        if self._bucket.take(now):
-            return True
+        frames, octets = self._bucket, self._bytes
+        if frames is None or frames.take(now):
+            if octets is None or octets.take(now, size):
+                return True
+            if frames is not None:
+                frames.tokens += 1.0  # the frame was not taken: give its token back
+            self.last_refused = "bytes"
+        else:
+            self.last_refused = "frames"
         self.rejected += 1
         if now - self._window_start > self.abuse_window:
             self._window_start = now
@@ -109,6 +146,13 @@ class FrameLimiter:
         return self.abuse_limit > 0 and self.strikes >= self.abuse_limit
 
     def error(self) -> RateLimited:
+        if self.last_refused == "bytes":
+            return RateLimited(
+                f"too many bytes: at most {self.bytes_rate:g} per second "
+                f"(burst {self.bytes_burst})",
+                limit=self.bytes_rate,
+                unit="bytes",
+            )
         return RateLimited(
             f"too many frames: at most {self.rate:g} per second (burst {self.burst})",
             limit=self.rate,

@@ -9,7 +9,7 @@ HTTP 403).
 =========  ==============  ==================================================
 status     code            when
 =========  ==============  ==================================================
-401        unauthorized    no token, a bad signature, an expired token...
+401        unauthorized    no token, a bad signature, an expired or revoked token...
 403        forbidden       ``Origin`` not allowed; ``client_id`` is not the token's ``sub``
 429        limit_exceeded  too many open connections from this IP address
 =========  ==============  ==================================================

@@ -3,7 +3,7 @@
 When ``[auth]`` is on (``mode = "jwt"`` or ``api_keys`` given) each ``/api``
 request needs ``Authorization: Bearer <API key or admin JWT>``:
 
-* no credential, an unknown key, a bad or expired token → **401**
+* no credential, an unknown key, a bad, expired or revoked token → **401**
   ``{"detail": {"code": "unauthorized", "message": ...}}`` with ``WWW-Authenticate: Bearer``;
 * a valid token without ``admin: true`` → **403** ``{"detail": {"code": "forbidden", ...}}``.
 
