@@ -37,7 +37,17 @@ async def assert_still_usable(client, bystander):
         ('{"type":"teleport"}', "unknown_type", "unknown frame type 'teleport'"),
         ('{"data":1}', "bad_request", "missing field 'type'"),
         ('{"type":"join"}', "bad_request", "missing field 'room'"),
-        ('{"type":"join","room":5}', "bad_request", "missing field 'room' (a non-empty string)"),
+        (
+            '{"type":"join","room":5}',
+            "bad_request",
+            "field 'room' must be a non-empty string, got integer",
+        ),
+        ('{"type":5}', "bad_request", "field 'type' must be a non-empty string, got integer"),
+        (
+            '{"type":"publish","room":"r","data":1,"echo":"yes"}',
+            "bad_request",
+            "field 'echo' must be true or false, got string",
+        ),
         ('{"type":"join","room":"a b"}', "bad_request", "field 'room' is not a valid room name"),
         (
             '{"type":"join","room":"r","since":"x"}',

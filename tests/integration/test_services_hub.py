@@ -212,7 +212,7 @@ async def test_state_events_and_log_lines_reach_websocket_clients(hub_server, ws
         ),
         (
             [{"name": "a", "command": "x", "ready": {"log": "up", "tcp": "127.0.0.1:1"}}],
-            "services.0.ready: Value error, give at most one of log, tcp, http",
+            "services.0.ready: give at most one of log, tcp, http",
         ),
         ([{"name": "a", "command": "x", "ready": {"tcp": "nowhere"}}], "expected 'host:port'"),
         ([{"name": "a", "command": "x", "stop_signal": "SIGNOPE"}], "unknown signal 'SIGNOPE'"),

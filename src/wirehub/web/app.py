@@ -1,24 +1,32 @@
-"""``create_app``: the standalone FastAPI app, built exactly as a library user would."""
+"""``create_app``: the standalone FastAPI app, built exactly as a library user would.
+
+It is ``FastAPI(lifespan=hub.lifespan)`` plus ``include_router(hub.router)``, the
+``/ws`` shortcut, CORS, the error handlers that give the whole app one error
+shape, and (with ``demo``) the dashboard and chat pages.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import FastAPI
-from fastapi.responses import FileResponse
-from fastapi.staticfiles import StaticFiles
 
 from wirehub.hub import Hub
 from wirehub.settings import Settings
+from wirehub.web.errors import install_error_handlers
+from wirehub.web.routes import STATIC, pages_router
 from wirehub.web.security import add_cors
 from wirehub.web.ws import WebSocketShortcut
 
-__all__ = ["create_app"]
-
-STATIC = Path(__file__).parent / "static"
+__all__ = ["STATIC", "create_app"]
 
 
 def create_app(settings: Settings | Hub | None = None) -> FastAPI:
+    """The standalone app that ``wirehub serve`` runs, built as a library user would.
+
+    A Hub (built from ``settings``, or the one given) with its lifespan and router,
+    ``/ws`` on its fast path, CORS from ``[auth]``, one ``{"detail": {code, message}}``
+    error shape for every route, and with ``demo`` on the dashboard at ``/`` and the
+    chat at ``/chat``. The hub is ``app.state.hub``.
+    """
     hub = settings if isinstance(settings, Hub) else Hub(settings)
     app = FastAPI(title="wirehub", version="0.1.0", lifespan=hub.lifespan)
     app.state.hub = hub
@@ -30,17 +38,9 @@ def create_app(settings: Settings | Hub | None = None) -> FastAPI:
 
     auth = hub.settings.auth
     add_cors(app, auth.cors_origins, allow_credentials=auth.cors_allow_credentials)
-    if hub.settings.demo:
-        app.mount("/static", StaticFiles(directory=STATIC), name="static")
-
-        @app.get("/", include_in_schema=False)
-        async def index() -> FileResponse:
-            """The live dashboard (a wirehub client of the system rooms)."""
-            return FileResponse(STATIC / "index.html")
-
-        @app.get("/chat", include_in_schema=False)
-        async def chat() -> FileResponse:
-            """The chat page: rooms, presence, history, direct messages, recovery."""
-            return FileResponse(STATIC / "chat.html")
-
+    # One error shape: unknown routes, wrong methods and 422s answer
+    # {"detail": {"code", "message"}} like the hub's own errors.
+    install_error_handlers(app)
+    if hub.settings.demo and not hub.settings.router_pages:
+        app.include_router(pages_router())  # with router_pages, hub.router has them
     return app

@@ -21,8 +21,23 @@ def build_health_router(hub: Hub) -> APIRouter:
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "node": hub.node_id}
 
-    @router.get("/readyz")
+    readiness_body = {
+        "application/json": {"example": {"ready": False, "checks": {"hub": False, "jobs": True}}}
+    }
+
+    @router.get(
+        "/readyz",
+        responses={
+            200: {"description": "Ready: every check is true"},
+            503: {
+                "description": "Not ready, with the same body: a check is false (the hub "
+                "is starting or draining, a service or Redis is down)",
+                "content": readiness_body,
+            },
+        },
+    )
     async def readyz() -> JSONResponse:
+        """``{"ready", "checks": {name: bool}}``; 200 when every check is true, else 503."""
         checks = hub.readiness()
         ready = all(checks.values())
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)

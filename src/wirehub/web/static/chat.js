@@ -1,6 +1,6 @@
 // The chat page: rooms with presence and history, direct messages, and a
 // connection that survives drops and shows what it missed. Built on wirehub.js.
-import { HubClient } from "/static/wirehub.js";
+import { HubClient, tokenSubject } from "/static/wirehub.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -212,19 +212,47 @@ function wire(hub) {
   });
 }
 
+// -- token (when the hub runs with auth on) ----------------------------------------
+// From the token field, `#token=...` in the address (a fragment never reaches the
+// server's logs) or this tab's sessionStorage. A JWT's `sub` is the client id.
+const TOKEN_KEY = "wirehub.token";
+const tokenInput = document.createElement("input");
+tokenInput.id = "token";
+tokenInput.type = "password";
+tokenInput.autocomplete = "off";
+tokenInput.placeholder = "token (if the hub asks for one)";
+{
+  const fromHash = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (fromHash) {
+    sessionStorage.setItem(TOKEN_KEY, fromHash);
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  tokenInput.value = sessionStorage.getItem(TOKEN_KEY) || "";
+  $("loginform").insertBefore(tokenInput, $("loginform").querySelector("button"));
+  const useSubject = () => {
+    const sub = tokenSubject(tokenInput.value.trim());
+    if (sub) $("name").value = sub;
+  };
+  tokenInput.addEventListener("input", useSubject);
+  useSubject();
+}
+
 async function enter(name) {
+  const token = tokenInput.value.trim() || null;
+  if (token) sessionStorage.setItem(TOKEN_KEY, token);
+  name = tokenSubject(token) || name;
   state.me = name;
   $("login").hidden = true;
   $("app").hidden = false;
   $("me").textContent = name;
   history.replaceState(null, "", `?${new URLSearchParams({ ...Object.fromEntries(params), name })}`);
-  const hub = new HubClient({ clientId: name, backoffInitial: 250, backoffCap: 5000 });
+  const hub = new HubClient({ clientId: name, token, backoffInitial: 250, backoffCap: 5000 });
   state.hub = hub;
   wire(hub);
   try {
     await hub.connect();
   } catch (err) {
-    $("status").textContent = `cannot connect: ${err.message}`;
+    $("status").textContent = `cannot connect: ${err.message}${token ? "" : " (does the hub need a token?)"}`;
     $("status").className = "pill closed";
     return;
   }
@@ -264,4 +292,14 @@ $("compose").onsubmit = async (event) => {
   }
 };
 
-if (params.get("name")) enter(params.get("name"));
+// The protocol's client id (docs/protocol.md), as the name field's pattern: an id the
+// hub would close with 4400 stays in the form, marked invalid.
+const CLIENT_ID = /^[A-Za-z0-9_.:@-]{1,128}$/;
+if (params.get("name")) {
+  const asked = params.get("name");
+  if (CLIENT_ID.test(asked)) enter(asked);
+  else {
+    $("name").value = asked;
+    $("name").reportValidity();
+  }
+}

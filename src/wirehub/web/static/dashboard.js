@@ -10,12 +10,20 @@
 // the rooms push every change. The per-room table (members, offsets, rates) and
 // each client's rooms are re-read from /api/rooms and /api/clients when a stats
 // snapshot or a connect event shows that something changed.
-import { HubClient } from "/static/wirehub.js";
+//
+// limits.max_rooms_per_connection counts system rooms too, so the dashboard joins
+// only what it needs (bridges and services only when some are configured), the most
+// useful first. A join the hub refuses shows in the header (#limits: "not live"),
+// and that part of the page is read from the REST API every POLL_MS instead, so the
+// tables show the hub's real state within any limit. $job:<id> rooms are not listed
+// in the Rooms table (one per job; the Jobs table shows them).
+import { HubClient, tokenSubject } from "/static/wirehub.js";
 
 const $ = (id) => document.getElementById(id);
 const SERIES_POINTS = 150; // 5 minutes at the default stats_interval of 2 s
 const MAX_JOBS = 50;
 const MAX_LOG_LINES = 400;
+const POLL_MS = 2000;
 
 const state = {
   hub: null,
@@ -27,6 +35,8 @@ const state = {
   services: new Map(),
   jobs: new Map(),
   logService: null,
+  refused: new Map(), // what is not live -> the hub's error (HubError: code, message, limit)
+  subscribed: false,
   series: { connections: [], rate: [], deliveries: [], memory: [], lag: [] },
 };
 window.dashboard = state; // for tests and the curious
@@ -81,9 +91,39 @@ function empty(tbody, cols, text) {
   tbody.replaceChildren(h("tr", {}, h("td", { class: "empty", colspan: cols }, text)));
 }
 
+// -- token (when the hub runs with auth on) ----------------------------------------
+// An API key or an admin JWT, from the field in the header, `#token=...` (a fragment
+// never reaches the server's logs) or this tab's sessionStorage; sent to /ws and as
+// `Authorization: Bearer` to /api.
+const TOKEN_KEY = "wirehub.token";
+{
+  const fromHash = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (fromHash) {
+    sessionStorage.setItem(TOKEN_KEY, fromHash);
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+}
+const authToken = sessionStorage.getItem(TOKEN_KEY) || null;
+
+function tokenForm() {
+  const input = h("input", { id: "token", type: "password", autocomplete: "off",
+    placeholder: "API key or admin token" });
+  input.value = authToken || "";
+  const form = h("form", { id: "tokenform", style: "display:flex;gap:4px;margin-right:8px" },
+    input, h("button", {}, "use"));
+  form.onsubmit = (event) => {
+    event.preventDefault();
+    const value = input.value.trim();
+    if (value) sessionStorage.setItem(TOKEN_KEY, value);
+    else sessionStorage.removeItem(TOKEN_KEY);
+    location.reload();
+  };
+  $("status").before(form);
+}
+
 async function getJson(path) {
   try {
-    const response = await fetch(path);
+    const response = await fetch(path, authToken ? { headers: { Authorization: `Bearer ${authToken}` } } : {});
     return response.ok ? await response.json() : null; // 404: that part is not configured
   } catch {
     return null;
@@ -201,7 +241,7 @@ function renderClients() {
   const rows = [...state.clients.entries()].sort(([a], [b]) => a.localeCompare(b));
   tbody.replaceChildren(...rows.map(([id, c]) => {
     const tr = h("tr", { dataset: { client: id } },
-      h("td", { class: "mono" }, id),
+      h("td", { class: "mono id", title: id }, id),
       h("td", {}, c.kind),
       h("td", { class: "mono" }, (c.rooms || []).join(" ")));
     if (c.fresh) {
@@ -214,11 +254,15 @@ function renderClients() {
 
 function renderRooms() {
   const tbody = $("rooms");
-  $("rooms-count").textContent = state.rooms.size;
-  if (!state.rooms.size) return empty(tbody, 4, "no rooms");
-  const rows = [...state.rooms.values()].sort((a, b) => a.name.localeCompare(b.name));
+  // One $job:<id> room per job: the Jobs table shows them; here they are only counted.
+  const rows = [...state.rooms.values()].filter((r) => !r.name.startsWith("$job:"));
+  const hidden = state.rooms.size - rows.length;
+  $("rooms-count").textContent = rows.length;
+  $("rooms-hidden").textContent = hidden ? `+ ${hidden} job room${hidden === 1 ? "" : "s"} not listed` : "";
+  if (!rows.length) return empty(tbody, 4, "no rooms");
+  rows.sort((a, b) => a.name.localeCompare(b.name));
   tbody.replaceChildren(...rows.map((r) => h("tr", { dataset: { room: r.name } },
-    h("td", { class: "mono" }, r.name),
+    h("td", { class: "mono id", title: r.name }, r.name),
     h("td", { class: "num" }, r.member_count),
     h("td", { class: "num" }, num(r.rate, 1)),
     h("td", { class: "num" }, r.offset))));
@@ -255,7 +299,7 @@ function renderBridges() {
   tbody.replaceChildren(...[...state.bridges.values()].map((b) => h("tr", { dataset: { bridge: b.name } },
     h("td", {}, b.name),
     h("td", { class: "num" }, b.port ?? "–"),
-    h("td", { class: "mono" }, b.room),
+    h("td", { class: "mono id", title: b.room }, b.room),
     h("td", { class: "num clients" }, b.clients),
     h("td", { class: "num" }, num(b.rateIn, 1)),
     h("td", { class: "num" }, num(b.rateOut, 1)),
@@ -281,7 +325,8 @@ function renderServices() {
   const tbody = $("services");
   $("services-count").textContent = state.services.size;
   if (!state.services.size) return empty(tbody, 5, "no supervised services");
-  if (!state.logService) followLogs(state.services.keys().next().value);
+  // The log tail takes a room slot: only once the system rooms are joined (subscribe).
+  if (!state.logService && state.subscribed) followLogs(state.services.keys().next().value);
   tbody.replaceChildren(...[...state.services.values()].map((s) => h("tr", {
     class: `clickable${s.name === state.logService ? " selected" : ""}`,
     dataset: { service: s.name, state: s.state },
@@ -302,8 +347,28 @@ async function followLogs(name) {
   $("logs").replaceChildren();
   renderServices();
   if (previous) state.hub.leave(`$service:${previous}`).catch(() => {});
-  // since: 0 replays the lines the room still holds, then it follows live.
-  await state.hub.join(`$service:${name}`, { since: 0 }).catch(() => {});
+  state.refused.delete("log tail");
+  try {
+    // since: 0 replays the lines the room still holds, then it follows live.
+    await state.hub.join(`$service:${name}`, { since: 0 });
+  } catch (err) {
+    if (err.code !== "disconnected") {
+      refuse("log tail", err); // read from /api/services/{name}/logs instead
+      await pollLogs();
+    }
+  }
+  renderLimits();
+}
+
+async function pollLogs() {
+  const name = state.logService;
+  if (!name) return;
+  const logs = await getJson(`/api/services/${encodeURIComponent(name)}/logs?tail=${MAX_LOG_LINES}`);
+  if (!logs || name !== state.logService) return;
+  const box = $("logs");
+  const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 30;
+  box.replaceChildren(...logs.lines.map((d) => h("div", { class: d.stream }, d.line)));
+  if (atBottom) box.scrollTop = box.scrollHeight;
 }
 
 function onLogLine(room, d) {
@@ -374,7 +439,7 @@ function renderJobs() {
     else if (j.result !== undefined) outcome = short(j.result);
     else if (j.message) outcome = j.message;
     return h("tr", { dataset: { job: j.job_id, state: j.state, progress: pct } },
-      h("td", { class: "mono" }, j.job_id),
+      h("td", { class: "mono id", title: j.job_id }, j.job_id),
       h("td", {}, j.job),
       h("td", {}, pill(j.state)),
       h("td", {}, h("div", { class: "progress-cell" }, bar, h("span", { class: "pct" }, `${pct}%`))),
@@ -390,9 +455,7 @@ async function snapshot() {
   ]);
   for (const s of services || []) state.services.set(s.name, { ...s });
   for (const b of bridges || []) state.bridges.set(b.name, { ...b, at: performance.now() / 1000, rateIn: 0, rateOut: 0 });
-  for (const j of (jobs || []).slice().sort((a, b) => a.created_at - b.created_at)) {
-    state.jobs.set(j.job_id, { ...j, result: j.state === "succeeded" ? j.result : undefined });
-  }
+  mergeJobs(jobs || []);
   renderServices();
   renderBridges();
   renderJobs();
@@ -401,7 +464,9 @@ async function snapshot() {
 
 async function main() {
   const id = `dashboard-${Math.random().toString(36).slice(2, 8)}`;
-  const hub = new HubClient({ clientId: id, backoffInitial: 500, backoffCap: 10000 });
+  // A JWT's client id is its `sub`; an API key keeps the id asked for.
+  const hub = new HubClient({ clientId: tokenSubject(authToken) ? null : id, token: authToken,
+    backoffInitial: 500, backoffCap: 10000 });
   state.hub = hub;
   hub.on("state", ({ state: s }) => {
     $("status").textContent = s;
@@ -415,21 +480,106 @@ async function main() {
     else if (m.room === "$jobs") onJob(m.data);
     else if (m.room.startsWith("$service:")) onLogLine(m.room, m.data);
   });
-  hub.on("reconnect", () => snapshot());
+  hub.on("reconnect", () => snapshot().then(subscribe));
   await hub.connect();
-  // Subscribe first, then read the snapshot: nothing falls between the two.
-  for (const room of ["$hub.stats", "$hub.clients", "$bridges", "$services", "$jobs"]) {
-    await hub.join(room);
-  }
+  // Read what is configured, join what that needs, then read again: nothing that
+  // happened before a join is missed. A refused join is not a failed connection.
+  await snapshot();
+  await subscribe();
   await snapshot();
 }
 
+// -- subscriptions within the room limit -----------------------------------------------------
+
+/** The system rooms, most useful first; the log tail and $hub.clients come after them. */
+const FEEDS = [
+  { room: "$services", label: "services", needed: () => state.services.size > 0, poll: pollServices },
+  { room: "$jobs", label: "jobs", needed: () => true, poll: pollJobs },
+  { room: "$hub.stats", label: "stats", needed: () => true, poll: null },
+  { room: "$bridges", label: "bridges", needed: () => state.bridges.size > 0, poll: pollBridges },
+];
+const CLIENTS_FEED = { room: "$hub.clients", label: "connections", needed: () => true, poll: refreshRooms };
+
+async function subscribe() {
+  for (const feed of FEEDS) await joinFeed(feed);
+  state.subscribed = true;
+  if (state.services.size && !state.logService) await followLogs(state.services.keys().next().value);
+  await joinFeed(CLIENTS_FEED); // the stats snapshots also re-read the clients when they change
+  renderLimits();
+}
+
+async function joinFeed(feed) {
+  if (!feed.needed() || feed.room in state.hub.rooms || state.refused.has(feed.label)) return;
+  try {
+    await state.hub.join(feed.room);
+  } catch (err) {
+    if (err.code !== "disconnected") refuse(feed.label, err); // a reconnect subscribes again
+  }
+}
+
+let pollTimer = null;
+function refuse(label, err) {
+  state.refused.set(label, err);
+  renderLimits();
+  if (!pollTimer) pollTimer = setInterval(pollRefused, POLL_MS);
+}
+
+async function pollRefused() {
+  for (const label of [...state.refused.keys()]) {
+    if (label === "log tail") await pollLogs();
+    else await [...FEEDS, CLIENTS_FEED].find((f) => f.label === label)?.poll?.();
+  }
+}
+
+function renderLimits() {
+  const notice = $("limits");
+  if (!state.refused.size) {
+    notice.hidden = true;
+    return;
+  }
+  const errors = [...state.refused.values()];
+  const limit = errors.find((e) => e.code === "limit_exceeded")?.limit;
+  notice.textContent = `not live${limit ? ` (room limit ${limit})` : ""}: ${[...state.refused.keys()].join(", ")}`;
+  notice.title = [...state.refused].map(([label, e]) => `${label}: ${e.code}: ${e.message}`).join("\n")
+    + `\nThese parts are read from the HTTP API every ${POLL_MS / 1000} s instead.`;
+  notice.dataset.refused = [...state.refused.keys()].join(",");
+  notice.hidden = false;
+}
+
+async function pollServices() {
+  const services = await getJson("/api/services");
+  if (!services) return;
+  for (const s of services) state.services.set(s.name, { ...(state.services.get(s.name) || {}), ...s });
+  renderServices();
+}
+
+async function pollJobs() {
+  const jobs = await getJson("/api/jobs");
+  if (!jobs) return;
+  mergeJobs(jobs);
+  renderJobs();
+}
+
+async function pollBridges() {
+  const bridges = await getJson("/api/bridges");
+  if (bridges) onBridges({ event: "stats", bridges });
+}
+
+function mergeJobs(jobs) {
+  for (const j of jobs.slice().sort((a, b) => a.created_at - b.created_at)) {
+    const old = state.jobs.get(j.job_id) || {};
+    state.jobs.set(j.job_id, { ...old, ...j, result: j.state === "succeeded" ? j.result : undefined });
+  }
+  while (state.jobs.size > MAX_JOBS) state.jobs.delete(state.jobs.keys().next().value);
+}
+
+tokenForm();
 renderClients();
 renderRooms();
 renderBridges();
 renderServices();
 renderJobs();
 main().catch((err) => {
-  $("status").textContent = `cannot connect: ${err.message}`;
+  $("status").textContent = `cannot connect: ${err.message}${authToken ? "" : " (does the hub need a token?)"}`;
   $("status").className = "pill closed";
 });

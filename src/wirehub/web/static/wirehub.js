@@ -11,9 +11,21 @@
 // jitter, reuses its client id, and re-joins every room with `since` set to the
 // last offset it saw, so the hub replays what was missed. docs/clients.md has
 // the whole API.
+//
+// Tokens: `getToken` (an async function returning a fresh token) is called for
+// every connection and on `token.expiring`, when the client sends `refresh`; after
+// 4401 (expired) it reconnects at once with a fresh token; after 4403 (revoked)
+// it stops for good (`state` "closed", `error.code` "revoked"). A hub shutting
+// down sends `reconnect {delay_ms: [min, max]}`: the first reconnect waits a
+// random delay in that window.
+//
+//   const hub = await connect({ getToken: () => fetch("/my/token").then((r) => r.text()) });
 
-/** Close codes after which reconnecting would be wrong (bad id, replaced, kicked, policy). */
-export const NO_RECONNECT_CODES = new Set([4400, 4409, 4003, 1008]);
+/** Close codes after which reconnecting would be wrong (bad id, replaced, kicked, policy, revoked). */
+export const NO_RECONNECT_CODES = new Set([4400, 4409, 4003, 1008, 4403]);
+/** The token expired (reconnect with a fresh one) / was revoked (stop). */
+export const TOKEN_EXPIRED = 4401;
+export const REVOKED = 4403;
 
 /** An `error` frame from the hub (or a client-side failure) as an Error with a `code`. */
 export class HubError extends Error {
@@ -31,6 +43,19 @@ export function* backoff(initial = 200, cap = 10000) {
   for (;;) {
     yield Math.random() * ceiling;
     ceiling = Math.min(cap, ceiling * 2);
+  }
+}
+
+/** The `sub` of a JWT (read, not verified: the hub verifies), or null for an API key. */
+export function tokenSubject(token) {
+  const part = typeof token === "string" ? token.split(".")[1] : null;
+  if (!part) return null;
+  try {
+    const json = atob(part.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(part.length / 4) * 4, "="));
+    const sub = JSON.parse(json).sub;
+    return typeof sub === "string" ? sub : null;
+  } catch {
+    return null;
   }
 }
 
@@ -68,8 +93,11 @@ export class Job {
         this.onProgress?.(this.progress, this.message);
         break;
       case "job.output":
-        this.outputs.push(frame.data);
-        this.onOutput?.(frame.data);
+        // Consecutive outputs may arrive coalesced: `items` (in order) or one `data`.
+        for (const item of Array.isArray(frame.items) ? frame.items : [frame.data]) {
+          this.outputs.push(item);
+          this.onOutput?.(item);
+        }
         break;
       case "job.result":
         this.state = "succeeded";
@@ -98,6 +126,8 @@ export class HubClient {
    * @param {string} [options.url]            ws(s)://host/ws (default: this page's host)
    * @param {string} [options.clientId]       reused on every reconnect (hub-generated otherwise)
    * @param {string} [options.token]          sent as ?token= when auth is on
+   * @param {function} [options.getToken]     async () => a fresh token, for every connection
+   *                                           and before the current one expires
    * @param {boolean} [options.reconnect=true]
    * @param {number} [options.backoffInitial=200]  ms
    * @param {number} [options.backoffCap=10000]    ms
@@ -108,6 +138,12 @@ export class HubClient {
     this.url = options.url || defaultUrl();
     this.clientId = options.clientId || null;
     this.token = options.token || null;
+    this.getToken = options.getToken || null;
+    /** Why the client stopped for good when the hub decided it (revoked, expired). */
+    this.error = null;
+    this.refreshes = 0;
+    this._reconnectWindow = null; // [min, max] ms from the hub's shutdown notice
+    this._refreshing = null;
     this.reconnect = options.reconnect ?? true;
     this.backoffInitial = options.backoffInitial ?? 200;
     this.backoffCap = options.backoffCap ?? 10000;
@@ -145,6 +181,7 @@ export class HubClient {
   async connect() {
     if (this.state !== "idle" && this.state !== "closed") return this;
     this._closing = false;
+    this.error = null;
     this._setState("connecting");
     await this._open();
     this._readyResolve();
@@ -246,6 +283,17 @@ export class HubClient {
   /** Any custom frame type handled by `@hub.on(type)` on the server. */
   request(type, fields = {}) {
     return this._request({ ...fields, type });
+  }
+
+  /** Give the live connection a new token (`getToken()` when none is given); resolves with
+   * `refreshed {exp}`. Rooms the new token no longer grants are left (`left`, reason "revoked"). */
+  async refresh(token) {
+    if (token === undefined) token = await this._fetchToken();
+    if (!token) throw new HubError("bad_request", "no token to refresh with");
+    const reply = await this._request({ type: "refresh", token });
+    this.token = token;
+    this.refreshes += 1;
+    return reply;
   }
 
   /** Submit a job; returns a Job whose `result` promise settles on job.result / job.failed. */
@@ -370,7 +418,13 @@ export class HubClient {
     return url.toString();
   }
 
-  _open() {
+  async _fetchToken() {
+    if (this.getToken) this.token = await this.getToken();
+    return this.token;
+  }
+
+  async _open() {
+    await this._fetchToken();
     return new Promise((resolve, reject) => {
       let welcomed = false;
       const ws = new WebSocket(this._wsUrl());
@@ -429,18 +483,32 @@ export class HubClient {
     this._setReady(false);
     this._failPending(`connection closed (${code})`);
     this._emit("disconnect", { type: "disconnect", code, reason });
-    if (this._closing || !this.reconnect || NO_RECONNECT_CODES.has(code)) {
+    if (code === REVOKED) {
+      this.error = new HubError("revoked", `the hub revoked this client's token (${code} ${reason})`);
+    } else if (code === TOKEN_EXPIRED && !this.getToken) {
+      this.error = new HubError("expired", "the token expired and there is no getToken to renew it");
+    }
+    if (this.error) console.error(`wirehub: ${this.error.message}; not reconnecting`);
+    if (this._closing || !this.reconnect || NO_RECONNECT_CODES.has(code) || this.error) {
       this._setState("closed");
       return;
     }
     this._setState("reconnecting");
-    this._reconnectLoop();
+    this._reconnectLoop(code === TOKEN_EXPIRED);
   }
 
-  async _reconnectLoop() {
+  async _reconnectLoop(immediately = false) {
     const delays = backoff(this.backoffInitial, this.backoffCap);
+    const windowMs = this._reconnectWindow;
+    this._reconnectWindow = null;
+    let first = true;
     while (!this._closing) {
-      const delay = delays.next().value;
+      let delay = delays.next().value;
+      // The hub said when to come back (spread over its window, never before it);
+      // an expired token needs only a fresh one, not a backoff.
+      if (first && windowMs) delay = windowMs[0] + Math.random() * (windowMs[1] - windowMs[0]);
+      else if (first && immediately) delay = 0;
+      first = false;
       await new Promise((resolve) => {
         const timer = setTimeout(resolve, delay);
         this._wake = () => {
@@ -522,6 +590,22 @@ export class HubClient {
       this.ws?.send('{"type":"pong"}');
       return;
     }
+    if (kind === "token.expiring") {
+      if (this.getToken && !this._refreshing) {
+        this._refreshing = this.refresh()
+          .catch((err) => console.warn("wirehub: token refresh failed", err))
+          .finally(() => { this._refreshing = null; });
+      }
+      this._emit(kind, frame);
+      return;
+    }
+    if (kind === "reconnect") {
+      // The hub is shutting down: come back after a random delay in its window.
+      const w = frame.delay_ms;
+      if (Array.isArray(w) && w.length === 2) this._reconnectWindow = [Math.max(0, w[0]), Math.max(w[0], w[1])];
+      this._emit("shutdown", frame);
+      return;
+    }
     if (frame.ref !== undefined && this._pending.has(frame.ref)) {
       const p = this._pending.get(frame.ref);
       this._pending.delete(frame.ref);
@@ -563,6 +647,11 @@ export class HubClient {
     }
     this._emit(kind, frame);
   }
+}
+
+/** `new HubClient(options)`, connected: `const hub = await connect({ getToken })`. */
+export async function connect(options = {}) {
+  return new HubClient(options).connect();
 }
 
 export default HubClient;
