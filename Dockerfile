@@ -15,6 +15,9 @@ COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/* && rm -rf /wheels
 # Application code (job modules, handlers) goes here; the examples are a start.
 COPY examples /app/examples
+# The upload spool (uploads.dir), shared by hubs and workers through a named volume: a new
+# volume takes this directory's owner, so the unprivileged user can write to it.
+RUN mkdir -p /spool && chown wirehub:wirehub /spool
 WORKDIR /app
 ENV PYTHONUNBUFFERED=1 \
     PYTHONPATH=/app \
