@@ -27,20 +27,21 @@ async def test_a_blocking_handler_shows_as_loop_lag(hub_server, ws_client):
 
     async with httpx.AsyncClient(base_url=running.http) as http:
         before = (await http.get("/metrics")).text
-        # Every sample so far was well under a quarter of a second.
-        assert _bucket(before, "0.25") == _bucket(before, "+Inf")
+        # Every sample so far was well under a tenth of a second.
+        assert _bucket(before, "0.1") == _bucket(before, "+Inf")
         dash = await ws_client(running.ws, "dash")
         await dash.request("join", room="$hub.stats")
         await dash.request("stall")
         after = (await http.get("/metrics")).text
-        assert _bucket(after, "+Inf") - _bucket(after, "0.25") >= 1
+        # The timer due during the 300 ms stall ran at least 200 ms late.
+        assert _bucket(after, "+Inf") - _bucket(after, "0.1") >= 1
         # The dashboard's tile: the worst lag of a stats period shows the stall.
         worst = 0.0
         deadline = time.monotonic() + 5
-        while worst < 250 and time.monotonic() < deadline:
+        while worst < 150 and time.monotonic() < deadline:
             snapshot = (await dash.wait_for("message", room="$hub.stats"))["data"]
             worst = max(worst, snapshot["loop_lag_max_ms"])
-        assert worst >= 250
+        assert worst >= 150
 
 
 async def test_monitor_reports_the_worst_lag_once_per_period():

@@ -220,6 +220,20 @@ async def test_heartbeat_closes_a_silent_client_and_it_leaves_presence(hub_serve
     assert (await watcher.request("ping"))["type"] == "pong"
 
 
+async def test_binary_frames_answer_the_heartbeat_too(hub_server, ws_client):
+    """A client busy sending upload chunks is not silent: any frame counts."""
+    running = await hub_server(heartbeat={"interval": 0.1, "timeout": 0.1})
+    busy = await ws_client(running.ws, "busy")
+    loop = asyncio.get_running_loop()
+    until = loop.time() + 1.0  # five heartbeat periods
+    while loop.time() < until:
+        await busy.send_raw(b"chunk")
+        frame = await busy.recv()  # the no-upload error, or a ping it does not answer
+        assert frame["type"] in ("error", "ping")
+        await asyncio.sleep(0.03)  # a chunk every 30 ms: well under the abuse limit
+    assert (await busy.request("ping"))["type"] == "pong"
+
+
 async def test_a_stopped_hub_refuses_connections_with_503(hub):
     await hub.hub.stop()
     with pytest.raises(InvalidStatus) as info:

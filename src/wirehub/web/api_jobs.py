@@ -91,7 +91,7 @@ def build_jobs_router(hub: Hub) -> APIRouter:
     async def get_job(job_id: str) -> JobInfo:
         record = await jobs.get(job_id)
         if record is None:
-            raise http_error(NotFound(f"unknown job '{job_id}'", job_id=job_id))
+            raise http_error(NotFound(f"unknown job id '{job_id}'", job_id=job_id))
         return _info(record)
 
     @router.get("/{job_id}/events")
