@@ -14,9 +14,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from websockets.exceptions import WebSocketException
 
-from wirehub.errors import ConfigError
+from wirehub.errors import ConfigError, WirehubError
+from wirehub.extras import require as require_extra
 from wirehub.log import configure
 from wirehub.settings import load_settings
 
@@ -50,12 +52,17 @@ def serve(
     try:
         settings = load_settings(config)
     except ConfigError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
     configure(settings.server.log_level)
     from wirehub.server import build_server
 
-    server = build_server(settings, host=host, port=port)
+    try:
+        server = build_server(settings, host=host, port=port)
+    except WirehubError as exc:
+        # A missing extra, a codec or policy that does not import: one line, exit 1.
+        err.print(f"wirehub: {escape(str(exc))}", highlight=False)
+        raise typer.Exit(1) from None
     bind = server.config.host
     if not _is_loopback(bind):
         logger.warning("binding to %s: the hub is reachable from the network", bind)
@@ -66,7 +73,7 @@ def serve(
                 bind,
             )
     server.run()
-    if not server.started and not server.interrupted:
+    if server.failed:
         raise typer.Exit(1)  # the start failed (the reason was logged)
 
 
@@ -229,11 +236,16 @@ def worker(config: ConfigOpt = None) -> None:
     try:
         settings = load_settings(config)
     except ConfigError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
     if not settings.redis_url:
         err.print("[red]error:[/red] wirehub worker needs redis_url", highlight=False)
         raise typer.Exit(2)
+    try:
+        require_extra("celery", "wirehub worker")
+    except WirehubError as exc:
+        err.print(f"wirehub: {escape(str(exc))}", highlight=False)
+        raise typer.Exit(1) from None
     configure(settings.server.log_level)
     from wirehub.jobs.celery import run_worker
 
@@ -305,7 +317,7 @@ def jobs_submit(
     """Submit a job; with --follow show a progress bar and print its result."""
     from rich.progress import Progress
 
-    from wirehub.jobs.follow import submit_job
+    from wirehub.jobs.follow import output_items, submit_job
 
     args = _job_args(arg)
     with Progress(console=err, transient=True, disable=not follow) as bar:
@@ -318,7 +330,8 @@ def jobs_submit(
                 message = event.get("message") or name
                 bar.update(task, completed=float(event["progress"]), description=str(message))  # type: ignore[arg-type]
             elif event.get("type") == "job.output":
-                bar.console.print(event.get("data"), highlight=False)
+                for item in output_items(event):
+                    bar.console.print(item, highlight=False)
 
         final = _run_client(
             lambda: submit_job(url, name, args, on_event=on_event, follow=follow), url

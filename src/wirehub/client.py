@@ -27,6 +27,7 @@ import inspect
 import itertools
 import logging
 import os
+import random
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
@@ -42,6 +43,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from wirehub.backoff import backoff
 from wirehub.core.protocol import CloseCode
+from wirehub.core.tokens import REVOKED, TOKEN_EXPIRED
 from wirehub.errors import (
     BadRequest,
     Conflict,
@@ -62,6 +64,7 @@ __all__ = [
     "JobHandle",
     "Subscription",
     "SyncHubClient",
+    "TokenRevoked",
     "error_from_wire",
 ]
 
@@ -73,8 +76,9 @@ Callback = Callable[[dict[str, Any]], "Awaitable[None] | None"]
 #: Close codes after which reconnecting would be wrong: the id is invalid, another
 #: connection took it over, an operator kicked this client, or policy refused it.
 NO_RECONNECT_CODES = frozenset(
-    {CloseCode.BAD_CLIENT_ID, CloseCode.REPLACED, CloseCode.KICKED, CloseCode.POLICY}
+    {CloseCode.BAD_CLIENT_ID, CloseCode.REPLACED, CloseCode.KICKED, CloseCode.POLICY, REVOKED}
 )
+TokenSource = Callable[[], "str | Awaitable[str]"]
 
 _ERRORS: dict[str, type[WirehubError]] = {
     cls.code: cls
@@ -100,6 +104,12 @@ class Disconnected(WirehubError):
     """The connection went away before the hub answered (or the client is closed)."""
 
     code = "disconnected"
+
+
+class TokenRevoked(Disconnected):
+    """The hub revoked this client's token or subject (close 4403): it does not reconnect."""
+
+    code = "revoked"
 
 
 class JobFailed(WirehubError):
@@ -154,6 +164,7 @@ class JobHandle:
 
     @property
     def done(self) -> bool:
+        """The job ended (result, failure or cancel): awaiting the handle returns at once."""
         return self._done.done()
 
     def _feed(self, frame: dict[str, Any]) -> None:
@@ -165,9 +176,12 @@ class JobHandle:
             if self.on_progress is not None:
                 _call(self.on_progress, self.progress, self.message)
         elif kind == "job.output":
-            self.outputs.append(frame.get("data"))
-            if self.on_output is not None:
-                _call(self.on_output, frame.get("data"))
+            # Consecutive outputs may arrive coalesced: ``items`` (in order) or one ``data``.
+            items = frame.get("items")
+            for item in items if isinstance(items, list) else [frame.get("data")]:
+                self.outputs.append(item)
+                if self.on_output is not None:
+                    _call(self.on_output, item)
         elif kind == "job.result":
             self.state = "succeeded"
             self.progress = 1.0
@@ -240,6 +254,7 @@ class Subscription:
         return await asyncio.wait_for(self._queue.get(), timeout)
 
     async def aclose(self) -> None:
+        """Stop queueing frames (``async with`` calls it); what is queued can still be read."""
         for off in self._offs:
             with contextlib.suppress(ValueError):
                 off()
@@ -263,6 +278,14 @@ class HubClient:
       seconds shape the full-jitter backoff; ``max_attempts=None`` is unlimited.
     - ``request_timeout=10``: how long a request waits for its reply (and for a
       reconnect to finish before it is sent).
+    - ``token``: a fixed token; ``get_token``: a callable (sync or async) returning
+      a fresh one, called for every connection and on ``token.expiring`` (the
+      client then sends ``refresh``), so the token never runs out. After 4401
+      (expired) the client reconnects at once with a fresh token (with only a
+      fixed token it stops: nothing could renew it); after 4403 (revoked) it
+      stops for good and pending requests fail with :class:`TokenRevoked`.
+    - A hub shutting down sends ``reconnect {delay_ms: [min, max]}`` before 1001:
+      the first reconnect then waits a random delay in that window.
     """
 
     _refs = itertools.count(1)
@@ -273,6 +296,7 @@ class HubClient:
         *,
         client_id: str | None = None,
         token: str | None = None,
+        get_token: TokenSource | None = None,
         reconnect: bool = True,
         backoff_initial: float = 0.2,
         backoff_cap: float = 10.0,
@@ -285,6 +309,7 @@ class HubClient:
         self.url = url
         self.client_id = client_id
         self.token = token
+        self.get_token = get_token
         self.reconnect = reconnect
         self.backoff_initial = backoff_initial
         self.backoff_cap = backoff_cap
@@ -300,6 +325,16 @@ class HubClient:
         self.pings_answered = 0
         self.close_code: int | None = None
         self.close_reason = ""
+        #: Why the client stopped for good, when the hub decided it (4403, 4401 without
+        #: ``get_token``); None otherwise.
+        self.error: WirehubError | None = None
+        #: Token refreshes the hub accepted.
+        self.refreshes = 0
+        #: ``token.expiring`` frames received.
+        self.expiry_warnings = 0
+        # The hub's ``reconnect`` window (seconds) from its last shutdown notice.
+        self._reconnect_window: tuple[float, float] | None = None
+        self._refreshing: asyncio.Task[Any] | None = None
         self._ws: ClientConnection | None = None
         self._rooms: dict[str, _Room] = {}
         self._handlers: dict[str, list[Callback]] = {}
@@ -347,6 +382,7 @@ class HubClient:
 
     @property
     def connected(self) -> bool:
+        """The socket is up and every room re-joined (False while it reconnects)."""
         return self._ready.is_set() and self._ws is not None and not self._closing
 
     @property
@@ -414,6 +450,7 @@ class HubClient:
         return await self._request(frame, hook=on_joined, wait_ready=wait_ready)
 
     async def leave(self, room: str) -> dict[str, Any]:
+        """Leave ``room`` (returns ``left {room}``); it is not re-joined on reconnect."""
         reply = await self._request({"type": "leave", "room": room})
         self._rooms.pop(room, None)
         return reply
@@ -446,6 +483,18 @@ class HubClient:
     async def request(self, kind: str, **fields: Any) -> dict[str, Any]:
         """Send a custom frame type (``@hub.on(kind)`` on the server) and return its reply."""
         return await self._request({"type": kind, **fields})
+
+    async def refresh(self, token: str | None = None) -> dict[str, Any]:
+        """Give the live connection a new token (``get_token()`` when none is given);
+        returns ``refreshed {exp}``. Rooms the new token no longer grants are left."""
+        if token is None:
+            token = await self._fresh_token()
+        if token is None:
+            raise WirehubError("no token to refresh with (give token or get_token)")
+        reply = await self._request({"type": "refresh", "token": token})
+        self.token = token
+        self.refreshes += 1
+        return reply
 
     # -- jobs ------------------------------------------------------------------------------
 
@@ -597,8 +646,19 @@ class HubClient:
 
     # -- internals: connection ------------------------------------------------------------
 
+    async def _fresh_token(self) -> str | None:
+        """A token for the next connection or refresh: ``get_token()``, else the fixed one."""
+        if self.get_token is None:
+            return self.token
+        token = self.get_token()
+        if inspect.isawaitable(token):
+            token = await token
+        self.token = str(token)
+        return self.token
+
     async def _open(self) -> None:
-        url = _with_client_id(self.url, self.client_id, self.token)
+        token = await self._fresh_token()
+        url = _with_client_id(self.url, self.client_id, token)
         ws = await connect(
             url, open_timeout=self.open_timeout, max_size=self.max_size, close_timeout=2
         )
@@ -631,9 +691,15 @@ class HubClient:
                 self.close_code, self.close_reason = code, reason
                 self._ready.clear()
                 self._ws = None
-                self._fail_pending(Disconnected(f"connection closed ({code} {reason})".strip()))
+                if code == REVOKED:
+                    self._fail_pending(TokenRevoked(f"token revoked ({code} {reason})"))
+                else:
+                    self._fail_pending(Disconnected(f"connection closed ({code} {reason})".strip()))
                 self._emit("disconnect", {"type": "disconnect", "code": code, "reason": reason})
                 if self._closing or not self.reconnect:
+                    return
+                if code == REVOKED or (code == TOKEN_EXPIRED and self.get_token is None):
+                    self._stop_for_token(code, reason)
                     return
                 if code in NO_RECONNECT_CODES:
                     logger.warning(
@@ -643,7 +709,7 @@ class HubClient:
                         reason,
                     )
                     return
-                if not await self._reconnect():
+                if not await self._reconnect(immediately=code == TOKEN_EXPIRED):
                     return
         except Exception:
             logger.exception("[%s] client reader failed", self.client_id)
@@ -652,15 +718,32 @@ class HubClient:
             self._ready.clear()
             self._closed.set()
 
-    async def _reconnect(self) -> bool:
+    def _stop_for_token(self, code: int, reason: str) -> None:
+        if code == REVOKED:
+            self.error = TokenRevoked(f"the hub revoked this client's token ({code} {reason})")
+        else:
+            self.error = Disconnected(
+                f"the token expired ({code} {reason}) and there is no get_token to renew it"
+            )
+        logger.error("[%s] %s: not reconnecting", self.client_id, self.error)
+        self._fail_pending(self.error)
+
+    async def _reconnect(self, *, immediately: bool = False) -> bool:
         delays = backoff(initial=self.backoff_initial, cap=self.backoff_cap)
+        window, self._reconnect_window = self._reconnect_window, None
         attempt = 0
         while not self._closing:
             attempt += 1
             if self.max_attempts is not None and attempt > self.max_attempts:
                 logger.warning("[%s] giving up after %d attempts", self.client_id, attempt - 1)
                 return False
-            delay = next(delays)
+            if attempt == 1 and window is not None:
+                # The hub said when to come back: spread over its window, never before.
+                delay = random.uniform(*window)
+            elif attempt == 1 and immediately:
+                delay = 0.0  # the token expired: a fresh one fixes it, no backoff needed
+            else:
+                delay = next(delays)
             logger.info("[%s] reconnecting in %.2fs (attempt %d)", self.client_id, delay, attempt)
             await asyncio.sleep(delay)
             try:
@@ -696,6 +779,16 @@ class HubClient:
         self._ready.set()
         self._emit("reconnect", {"type": "reconnect", "rooms": self.rooms})
 
+    async def _auto_refresh(self) -> None:
+        """On ``token.expiring``: fetch a fresh token and refresh the live connection."""
+        try:
+            await self.refresh()
+        except (Disconnected, TimeoutError):
+            pass  # reconnecting anyway, with a fresh token
+        except Exception as exc:
+            # The hub closes with 4401 at expiry; the reconnect fetches a token again.
+            logger.warning("[%s] token refresh failed: %s", self.client_id, exc)
+
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -721,6 +814,8 @@ class HubClient:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.request_timeout
         if wait_ready and not self._ready.is_set():
+            if self.error is not None:
+                raise self.error
             if not self.reconnect or self._closed.is_set():
                 raise Disconnected("client is not connected")
             try:
@@ -760,6 +855,22 @@ class HubClient:
                 with contextlib.suppress(ConnectionClosed):
                     await ws.send('{"type":"pong"}')
                     self.pings_answered += 1
+            return
+        if kind == "token.expiring":
+            self.expiry_warnings += 1
+            if self.get_token is not None and (self._refreshing is None or self._refreshing.done()):
+                self._refreshing = asyncio.ensure_future(self._auto_refresh())
+                self._tasks.add(self._refreshing)
+                self._refreshing.add_done_callback(self._tasks.discard)
+            self._emit("token.expiring", frame)
+            return
+        if kind == "reconnect":
+            # The hub is shutting down: come back after a random delay in its window.
+            window = frame.get("delay_ms")
+            if isinstance(window, list) and len(window) == 2:
+                low, high = (max(0.0, float(v) / 1000) for v in window)
+                self._reconnect_window = (low, max(low, high))
+            self._emit("shutdown", frame)
             return
         ref = frame.get("ref")
         if ref is not None:
@@ -851,21 +962,27 @@ class SyncHubClient:
 
     @property
     def client_id(self) -> str | None:
+        """The id given, else the one the hub assigned (kept across reconnects)."""
         return self.client.client_id
 
     def join(self, room: str, *, since: int | None = None) -> dict[str, Any]:
+        """:meth:`HubClient.join`, blocking; the room's messages arrive via :meth:`recv`."""
         return self._call(self.client.join(room, since=since))
 
     def leave(self, room: str) -> dict[str, Any]:
+        """:meth:`HubClient.leave`, blocking."""
         return self._call(self.client.leave(room))
 
     def publish(self, room: str, data: Any, *, echo: bool = False) -> int:
+        """:meth:`HubClient.publish`, blocking until the hub's ack; returns the offset."""
         return self._call(self.client.publish(room, data, echo=echo))
 
     def direct(self, to: str, data: Any) -> None:
+        """:meth:`HubClient.direct`, blocking (NotFound if ``to`` is not connected)."""
         self._call(self.client.direct(to, data))
 
     def presence(self, room: str) -> dict[str, Any]:
+        """:meth:`HubClient.presence`, blocking: ``{room, members, member_count}``."""
         return self._call(self.client.presence(room))
 
     def run_job(
@@ -888,6 +1005,7 @@ class SyncHubClient:
         return self._call(run())
 
     def upload(self, source: str | os.PathLike[str] | bytes, **kwargs: Any) -> dict[str, Any]:
+        """:meth:`HubClient.upload`, blocking until ``upload.complete``."""
         return self._call(self.client.upload(source, **kwargs))
 
     def recv(self, timeout: float | None = None) -> dict[str, Any]:
@@ -898,6 +1016,7 @@ class SyncHubClient:
             return self._inbox.popleft()
 
     def close(self) -> None:
+        """Close the connection for good and stop the client's thread (``with`` does it)."""
         with contextlib.suppress(Exception):
             self._call(self.client.close(), timeout=10)
         self._stop_loop()

@@ -23,10 +23,15 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from wirehub import logredact
 from wirehub.auth import Authorizer
+from wirehub.auth_session import TokenLifecycle
 from wirehub.bridges import BridgeConfig, BridgeSet, TcpBridge
 from wirehub.brokers import create_broker
 from wirehub.core.connection import Connection
+from wirehub.core.heartbeat import Heartbeat
+from wirehub.core.housekeeping import COLLECT_SLICE, housekeeping_loop
+from wirehub.core.housekeeping import collect_rooms as _collect_rooms
 from wirehub.core.interfaces import Broker
 from wirehub.core.looplag import LoopLagMonitor
 from wirehub.core.node import Handler, Node
@@ -34,6 +39,7 @@ from wirehub.core.protocol import CloseCode
 from wirehub.core.ratelimit import limit_per_client
 from wirehub.core.rooms import RoomPolicy
 from wirehub.errors import NotFound, WirehubError
+from wirehub.extras import require as require_extra
 from wirehub.jobs.api import JobRunner
 from wirehub.jobs.component import Jobs
 from wirehub.jobs.local import LocalRunner
@@ -106,7 +112,15 @@ def _policies(settings: Settings) -> list[RoomPolicy]:
 
 
 class Hub:
-    """One hub node: connections, rooms, and the background tasks that keep them."""
+    """One hub node: connections, rooms, and the background tasks that keep them.
+
+    Build one per process from :class:`~wirehub.settings.Settings` and give its
+    :attr:`lifespan` and :attr:`router` to a FastAPI app (``create_app`` does both);
+    then publish, send and broadcast from routes, ``@hub.on`` handlers, jobs or other
+    threads. Its parts are attributes: ``hub.jobs``, ``hub.services``, ``hub.bridges``
+    and ``hub.uploads``; ``hub.settings`` is what it was built from. Building it opens
+    nothing: ports, processes and Redis wait for :meth:`start`.
+    """
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
@@ -123,6 +137,14 @@ class Hub:
         self.metrics = HubMetrics(self.node)
         #: Samples event-loop lag into /metrics and the stats snapshots.
         self.loop_lag = LoopLagMonitor(observe=self.metrics.loop_lag_seconds.observe)
+        #: Pings silent WebSocket clients and closes (4002) those that do not answer;
+        #: None with ``heartbeat.interval = 0``.
+        hb = self.settings.heartbeat
+        self.heartbeat = (
+            Heartbeat(self.node.disconnect, interval=hb.interval, timeout=hb.timeout)
+            if hb.interval > 0
+            else None
+        )
         #: Credentials and room grants (``[auth]``); no per-frame check with auth = "none".
         self.auth = Authorizer.from_settings(self.settings.auth)
         self.node.authorize = self.auth.authorize if self.auth.enabled else None
@@ -135,6 +157,8 @@ class Hub:
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
         self._stopping = False
+        #: Set when start() has finished: only then are clients accepted.
+        self._started_up = False
         self._router: APIRouter | None = None
         #: Started in this order by start(), stopped in reverse by stop().
         self.components: list[Component] = []
@@ -157,6 +181,8 @@ class Hub:
         # Jobs and uploads start after services, before bridges.
         self.jobs, self.uploads = self._build_jobs()
         self.components += [self.jobs, self.uploads]
+        #: Token expiry/refresh/revocation and the grants of direct, jobs and uploads.
+        self.tokens = self._build_tokens()
         # TCP bridges start after services and jobs (registered above this line).
         self._bridge_set = BridgeSet(
             self,
@@ -172,6 +198,8 @@ class Hub:
     def _build_broker(self) -> Broker:
         """The memory broker, or the Redis one when ``redis_url`` is set."""
         cfg = self.settings.redis
+        if self.settings.redis_url:
+            require_extra("redis", "the Redis broker (redis_url)")
         broker = create_broker(
             self.node,
             self.settings.redis_url,
@@ -186,11 +214,29 @@ class Hub:
             self.node.attach_broker(broker)
         return broker
 
+    def _build_tokens(self) -> TokenLifecycle:
+        """The token lifecycle (auth_session.py), hooked into the node and the broker."""
+
+        async def job_owner(job_id: str) -> str | None:
+            record = await self.jobs.get(job_id)
+            return None if record is None else record.client_id
+
+        tokens = TokenLifecycle.from_settings(
+            self.auth, self.node, self.settings.auth, job_owner=job_owner
+        )
+        tokens.install()
+        remote = self._remote
+        if remote is not None and hasattr(remote, "share_revocation"):
+            remote.on_revoke = tokens.apply  # type: ignore[attr-defined]
+            tokens.share = remote.share_revocation  # type: ignore[attr-defined]
+        return tokens
+
     def _build_jobs(self) -> tuple[Jobs, Uploads]:
         """The job runner named in ``[jobs]`` and the upload handler that feeds it."""
         cfg, up = self.settings.jobs, self.settings.uploads
         runner: JobRunner
         if cfg.runner == "celery":
+            require_extra("celery", "the Celery runner")
             from wirehub.jobs.celery import CeleryRunner
 
             runner = CeleryRunner.from_settings(self.settings)
@@ -245,11 +291,17 @@ class Hub:
 
     @staticmethod
     def generate_client_id() -> str:
+        """A random 16-hex-digit id, for a client that connects without ``client_id``."""
         return uuid.uuid4().hex[:16]
 
     @property
     def accepting(self) -> bool:
-        return self._running and not self._stopping
+        """New clients are taken: the start has finished and no stop has begun.
+
+        ``wirehub serve`` listens while the hub starts and while it drains; in
+        those windows the WebSocket handshake and ``/readyz`` answer 503.
+        """
+        return self._running and self._started_up and not self._stopping
 
     @property
     def router(self) -> APIRouter:
@@ -283,16 +335,25 @@ class Hub:
     ) -> int:
         """Publish ``data`` to ``room``; returns the message offset.
 
-        ``sender`` is the ``from`` members see (the server by default; a TCP
-        bridge passes its peer's id); ``exclude`` skips one member (no echo).
-        This is the one publish path for adapters and components.
+        Every member (on every node) gets ``message {room, from, data, offset, ts}``,
+        and the message enters the room's history (if the room keeps one), so a
+        client that reconnects with ``since`` recovers it. ``sender`` is the
+        ``from`` members see (the server by default; a TCP bridge passes its peer's
+        id); ``exclude`` skips one member (no echo). This is the one publish path
+        for adapters and components: the frame is encoded once and never waits for
+        a slow member.
         """
         if self._remote is None:
             return self.node.publish(room, sender, data, exclude=exclude)
         return await self._remote.publish(room, sender, data, exclude=exclude)
 
     async def send(self, client_id: str, data: Any, *, sender: str = SERVER_ID) -> None:
-        """Send ``data`` to one client (on any node) as a ``direct`` frame; NotFound if absent."""
+        """Send ``data`` to one client (on any node) as a ``direct`` frame; NotFound if absent.
+
+        The client gets ``{"type": "direct", "from": sender, "data": data}``. It is
+        not kept: a client that is offline or reconnecting never gets it (publish to
+        a room the client joins when a message must survive a reconnect).
+        """
         if self._remote is None:
             sent = self.node.send_direct(client_id, sender, data)
         else:
@@ -302,13 +363,24 @@ class Hub:
             raise NotFound(f"client '{client_id}' is not connected", to=client_id)
 
     async def broadcast(self, data: Any, *, sender: str = SERVER_ID) -> int:
-        """Send ``data`` to every connection (of every node) as a ``broadcast`` frame."""
+        """Send ``data`` to every connection (of every node) as a ``broadcast`` frame.
+
+        No room is involved: nothing is kept in history and nothing is replayed to a
+        client that reconnects. Returns how many connections it was queued to (with
+        Redis, the other nodes' share is their client count).
+        """
         frame = {"type": "broadcast", "from": sender, "data": data}
         if self._remote is None:
             return self.node.broadcast(frame)
         return await self._remote.broadcast(frame)
 
     async def disconnect(self, client_id: str, reason: str = "disconnected by the server") -> None:
+        """Close a client of this node with code 4003 (kicked) and ``reason``.
+
+        It leaves every room at once (members see ``presence`` leave events), frames
+        still queued to it are dropped, and a :class:`~wirehub.client.HubClient` does
+        not reconnect after that code. NotFound if it is not connected to this node.
+        """
         conn = self.node.clients.get(client_id)
         if conn is None:
             raise NotFound(f"client '{client_id}' is not connected", to=client_id)
@@ -318,12 +390,19 @@ class Hub:
     # concurrent.futures.Future (do not wait on it from the hub's own loop).
 
     def publish_threadsafe(self, room: str, data: Any) -> concurrent.futures.Future[int]:
+        """:meth:`publish` from any thread (a hardware callback, a sync library).
+
+        Returns at once; ``future.result()`` is the offset. WirehubError if the hub
+        is not running.
+        """
         return self._threadsafe(self.publish(room, data))
 
     def send_threadsafe(self, client_id: str, data: Any) -> concurrent.futures.Future[None]:
+        """:meth:`send` from any thread; ``future.result()`` raises NotFound if absent."""
         return self._threadsafe(self.send(client_id, data))
 
     def broadcast_threadsafe(self, data: Any) -> concurrent.futures.Future[int]:
+        """:meth:`broadcast` from any thread; ``future.result()`` is the count."""
         return self._threadsafe(self.broadcast(data))
 
     def _threadsafe(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
@@ -337,26 +416,52 @@ class Hub:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: object = None) -> AsyncIterator[None]:
-        """``FastAPI(lifespan=hub.lifespan)``: start before serving, stop after."""
+        """``FastAPI(lifespan=hub.lifespan)``: start before serving, stop after.
+
+        Embedded in another server (``uvicorn app:app``, gunicorn, granian), the
+        hub first takes what it can from it (src/wirehub/embedded.py): its log
+        handlers, uvicorn's protocol classes, SIGTERM/SIGINT so clients get 1001
+        before the server drops them; one WARNING lists what it cannot.
+        """
+        from wirehub.embedded import embedding_for
+
+        embedding = embedding_for(self)
+        embedding.enter()
         try:
             await self.start()
         except StartInterrupted as exc:
             # The server is already on its way out: no traceback, nothing to serve.
             logger.info("%s", exc)
+            await embedding.close()
             yield
             return
+        except BaseException:
+            await embedding.close()
+            raise
         try:
             yield
         finally:
             await self.stop()
+            await embedding.close()
 
     async def start(self) -> None:
+        """Start every part, in order, before the app takes requests; idempotent.
+
+        The Redis broker (when configured), services (a required one is ready
+        before the next starts), jobs, uploads, then TCP bridges; then the
+        heartbeat, stats and housekeeping loops. All or nothing: if one part fails,
+        those already started are stopped and its error (ServiceError,
+        ConfigError…) is raised. :attr:`lifespan` calls it.
+        """
         with self._lock:
             if self._running:
                 return
             self._running = True
         self._stopping = False
+        self._started_up = False
         self._loop = asyncio.get_running_loop()
+        # Tokens travel in WebSocket query strings; uvicorn logs those paths.
+        logredact.install()
         self.started_at = time.time()
         self.node.on_connect = self._client_event
         # 1. Components in order (services, jobs, bridges): all or nothing.
@@ -371,13 +476,13 @@ class Hub:
                 raise
             self._started.append(component)
         # 2. Background loops.
-        hb = self.settings.heartbeat
-        if hb.interval > 0:
-            self._spawn(self._heartbeat_loop(hb.interval, hb.timeout), "heartbeat")
-        self._spawn(self._housekeeping_loop(), "housekeeping")
+        if self.heartbeat is not None:
+            self._spawn(self.heartbeat.run(self.node.clients.values()), "heartbeat")
+        self._spawn(housekeeping_loop(self.node.rooms), "housekeeping")
         self.loop_lag.start()
         if self.settings.stats_interval > 0:
             self._spawn(self._stats_loop(self.settings.stats_interval), "stats")
+        self._started_up = True
         logger.info("hub %s started", self.node_id)
 
     async def stop(self) -> None:
@@ -392,9 +497,16 @@ class Hub:
         cancelled = len(self._tasks)
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        # 2. Tell clients we are going (1001), flushing their queues up to the drain timeout.
+        # 2. Tell clients when to come back (a random delay in the reconnect window,
+        #    so a deploy is not a reconnect storm), then that we are going (1001),
+        #    flushing their queues up to the drain timeout.
+        shutdown = self.settings.shutdown
+        low, high = shutdown.reconnect_window
         closed = await self.node.close_all(
-            CloseCode.GOING_AWAY, "hub shutting down", timeout=self.settings.shutdown.drain_timeout
+            CloseCode.GOING_AWAY,
+            "hub shutting down",
+            timeout=shutdown.drain_timeout,
+            farewell={"type": "reconnect", "delay_ms": [round(low * 1000), round(high * 1000)]},
         )
         # 3. Components in reverse order (bridges, jobs, services).
         await self._stop_components()
@@ -441,6 +553,8 @@ class Hub:
                 logger.exception("error while stopping %s", component.name)
 
     def _client_event(self, conn: Connection, event: str) -> None:
+        if event == "connect" and self.heartbeat is not None:
+            self.heartbeat.watch(conn)
         room = self.node.rooms.find(CLIENTS_ROOM)
         if room is not None and room.members:
             self.node.publish(
@@ -452,29 +566,14 @@ class Hub:
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks.append(asyncio.get_running_loop().create_task(coro, name=f"wirehub-{name}"))
 
-    async def _heartbeat_loop(self, interval: float, timeout: float) -> None:
-        ping = '{"type":"ping"}'
-        tick = max(0.05, min(interval, timeout) / 2)
-        while True:
-            await asyncio.sleep(tick)
-            now = time.monotonic()
-            for conn in list(self.node.clients.values()):
-                if conn.kind != "ws":
-                    continue
-                if conn.ping_sent is not None:
-                    if now - conn.ping_sent > timeout:
-                        logger.info("[%s] heartbeat timeout, closing", conn.id)
-                        self.node.disconnect(conn, CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout")
-                elif now - conn.last_seen > interval:
-                    conn.ping_sent = now
-                    conn.send(ping)
+    async def collect_rooms(self) -> int:
+        """Drop the idle rooms with nothing left to recover now; returns how many went.
 
-    async def _housekeeping_loop(self) -> None:
-        while True:
-            await asyncio.sleep(30)
-            dropped = self.node.rooms.collect(time.time())
-            if dropped:
-                logger.debug("dropped %d idle rooms", dropped)
+        What housekeeping does every 30 s (core/housekeeping.py): in slices of
+        COLLECT_SLICE, yielding to the loop between slices, so 100 000 rooms
+        aging out at once never stall it.
+        """
+        return await _collect_rooms(self.node.rooms, slice_size=COLLECT_SLICE)
 
     async def _stats_loop(self, interval: float) -> None:
         last_deliveries, last_published, last_at = 0, 0, time.monotonic()
@@ -500,12 +599,20 @@ class Hub:
         return checks
 
     def stats(self) -> dict[str, Any]:
+        """A snapshot of this node: connections, rooms, message counts, errors, memory.
+
+        What ``$hub.stats`` carries every ``stats_interval`` (with rates added) and
+        the dashboard shows; keys: ``node``, ``uptime``, ``connections``, ``rooms``,
+        ``published``, ``deliveries``, ``slow_consumers``, ``errors`` (by code),
+        ``rss_bytes``, ``loop_lag_ms``.
+        """
         node = self.node
         return {
             "node": self.node_id,
             "uptime": round(time.time() - self.started_at, 1) if self.started_at else 0.0,
             "connections": len(node.clients),
             "rooms": len(node.rooms),
+            "rooms_evicted": node.rooms.evicted,
             "published": node.rooms.published,
             "deliveries": node.rooms.deliveries,
             "slow_consumers": node.slow_consumers,

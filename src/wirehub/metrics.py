@@ -59,7 +59,9 @@ class _NodeCollector(Collector):
             value=node.slow_consumers,
         )
         errors = CounterMetricFamily(
-            "wirehub_errors", "Error replies sent, by code", labels=["code"]
+            "wirehub_errors",
+            "Error replies sent, and requests or frames the wire layer refused, by code",
+            labels=["code"],
         )
         for code, count in sorted(node.errors.items()):
             errors.add_metric([code], count)

@@ -8,19 +8,28 @@ the file; nested keys use ``__`` (``WIREHUB_LIMITS__MAX_FRAME=131072``) and
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import os
 import re
-import shlex
-import signal
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from wirehub.envcheck import unknown_variables
 from wirehub.errors import ConfigError
+from wirehub.services.spec import DEFAULT_STOP_SIGNAL, parse_signal, split_command
 
 __all__ = [
     "AuthSettings",
@@ -49,9 +58,20 @@ class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
-    #: uvicorn WebSocket implementation; "wirehub" is uvicorn's websockets-sansio
-    #: plus a frame-once writer for fan-out (web/rawsend.py).
+    #: WebSocket implementation (web/uvicorn_protocols.py): "wirehub" is uvicorn's
+    #: websockets-sansio, bounded, plus a frame-once writer for fan-out; "auto" is
+    #: "wirehub"; "websockets-sansio" the bounded class without the writer;
+    #: "websockets" (legacy) and "wsproto" are uvicorn's own.
     ws: Literal["wirehub", "auto", "websockets", "websockets-sansio", "wsproto"] = "wirehub"
+    #: Request head bounds, checked as bytes arrive (414 / 431 beyond): the
+    #: request line, all header lines together (bytes), header lines (count).
+    #: The defaults let a 32 KiB token through in the query or a header.
+    max_request_line: int = Field(64 * 1024, ge=1024)
+    max_header_bytes: int = Field(64 * 1024, ge=1024)
+    max_headers: int = Field(100, ge=8)
+    #: Seconds for a whole request head, and between its reads (408 and close).
+    handshake_timeout: float = Field(10.0, gt=0)
+    handshake_idle_timeout: float = Field(5.0, gt=0)
 
     #: permessage-deflate costs one compression per delivery: off by default.
     ws_per_message_deflate: bool = False
@@ -60,6 +80,15 @@ class ServerSettings(_Section):
     ws_max_size: int = Field(1024 * 1024 + 4096, ge=1024)
     #: Seconds uvicorn waits for connections to finish on shutdown.
     graceful_timeout: float = Field(10.0, gt=0)
+
+    @field_validator("ws")
+    @classmethod
+    def _check_ws(cls, ws: str) -> str:
+        # An implementation whose package is missing fails here, at load, not
+        # with a traceback when uvicorn imports it.
+        if ws == "wsproto" and importlib.util.find_spec("wsproto") is None:
+            raise ValueError("'wsproto' needs the wsproto package (pip install wsproto)")
+        return ws
 
 
 class LimitsSettings(_Section):
@@ -91,6 +120,21 @@ class LimitsSettings(_Section):
     max_connections_per_ip: int = Field(1000, ge=0)
     #: ``job.submit`` frames per minute per client id (0: no limit); more get ``rate_limited``.
     job_submits_per_minute: int = Field(600, ge=0)
+    #: Inbound bytes per second per WebSocket connection, text and binary frames
+    #: (token bucket; 0: no limit). Over it: ``error rate_limited``, and the same
+    #: abuse path (4029) as ``rate``.
+    bytes_rate: float = Field(16 * 1024 * 1024, ge=0)
+    #: Bytes a connection may send at once above ``bytes_rate``; must hold the
+    #: largest frame (an upload chunk, up to 1 MiB).
+    bytes_burst: int = Field(32 * 1024 * 1024, ge=1024)
+
+    @model_validator(mode="after")
+    def _check_bytes(self) -> LimitsSettings:
+        if self.bytes_rate > 0 and self.bytes_burst < self.max_frame:
+            raise ValueError(
+                f"bytes_burst ({self.bytes_burst}) must be at least max_frame ({self.max_frame})"
+            )
+        return self
 
 
 class HeartbeatSettings(_Section):
@@ -258,7 +302,7 @@ class ServiceSettings(_Section):
     #: The hub is not ready (and does not start) until this service is ready.
     required: bool = True
     depends_on: list[str] = []
-    stop_signal: str = "SIGTERM"
+    stop_signal: str = DEFAULT_STOP_SIGNAL
     stop_timeout: float = Field(10.0, gt=0)
     restart: RestartSettings = RestartSettings()
     #: Where the service answers HTTP: gives ``hub.services[name].client``.
@@ -271,17 +315,14 @@ class ServiceSettings(_Section):
     @model_validator(mode="before")
     @classmethod
     def _split_command(cls, data: Any) -> Any:
+        # The same split as ServiceSpec.from_dict (services/spec.py decides it).
         if isinstance(data, dict) and isinstance(data.get("command"), str):
-            command = data["command"]
-            data = {**data, "command": [command] if data.get("shell") else shlex.split(command)}
+            data = {**data, "command": split_command(data["command"], bool(data.get("shell")))}
         return data
 
     @model_validator(mode="after")
     def _check(self) -> ServiceSettings:
-        name = self.stop_signal.upper()
-        name = name if name.startswith("SIG") else "SIG" + name
-        if name not in signal.Signals.__members__:
-            raise ValueError(f"stop_signal: unknown signal {self.stop_signal!r}")
+        parse_signal(self.stop_signal)  # ValueError "stop_signal: unknown signal 'X'"
         if self.shell and len(self.command) != 1:
             raise ValueError("command: with shell = true give one string")
         return self
@@ -315,6 +356,16 @@ class RedisSettings(_Section):
 class ShutdownSettings(_Section):
     #: Seconds to flush queued frames to clients before closing them with 1001.
     drain_timeout: float = Field(5.0, ge=0)
+    #: ``[min, max]`` seconds: before 1001 every client is told to wait a random
+    #: delay in this window before reconnecting (no reconnect storm on a deploy).
+    reconnect_window: tuple[float, float] = (1.0, 5.0)
+
+    @model_validator(mode="after")
+    def _check_window(self) -> ShutdownSettings:
+        low, high = self.reconnect_window
+        if low < 0 or high < low:
+            raise ValueError("reconnect_window: expected [min, max] with 0 <= min <= max")
+        return self
 
 
 class AuthSettings(_Section):
@@ -343,8 +394,20 @@ class AuthSettings(_Section):
     leeway: float = Field(0.0, ge=0)
     #: Tokens without ``exp`` are refused.
     require_exp: bool = True
+    #: Seconds before a live connection's token expires that it gets ``token.expiring``.
+    expiry_warning: float = Field(30.0, ge=0)
+    #: Seconds after ``exp`` before an unrefreshed connection is closed (4401).
+    expiry_grace: float = Field(1.0, ge=0)
+    #: Seconds a revocation is kept when the token's own ``exp`` is not known
+    #: (every revocation by ``sub``; a ``jti`` revoked without ``exp``).
+    revoke_ttl: float = Field(24 * 3600.0, gt=0)
+    #: Revocations kept in memory (the closest to expiry go first when full).
+    max_revocations: int = Field(100_000, ge=1)
     #: Room patterns every authenticated client may join, publish to and read (fnmatch).
     default_rooms: list[str] = []
+    #: Patterns added to every token's grant claims, by claim name (``rooms``, ``join``,
+    #: ``publish``, ``history``, ``direct``, ``jobs``, ``upload``): e.g. ``{direct = ["*"]}``.
+    default_grants: dict[str, list[str]] = {}
     #: Keys for the HTTP API (``Authorization: Bearer <key>``) and for trusted
     #: back-end WebSocket clients; each key acts as an admin.
     api_keys: list[SecretStr] = []
@@ -363,6 +426,11 @@ class AuthSettings(_Section):
         algs = [a.upper() for a in self.algorithms]
         if "NONE" in algs:
             raise ValueError("algorithms: 'none' is never accepted")
+        claims = ("rooms", "join", "publish", "history", "direct", "jobs", "upload")
+        unknown = sorted(set(self.default_grants) - set(claims))
+        if unknown:
+            expected = ", ".join(claims)
+            raise ValueError(f"default_grants: unknown claim {unknown[0]!r} (expected {expected})")
         if self.mode == "jwt":
             hmac = [a for a in algs if a.startswith("HS")]
             keyed = [a for a in algs if not a.startswith("HS")]
@@ -386,6 +454,14 @@ class AuthSettings(_Section):
 
 
 class Settings(BaseSettings):
+    """Every setting of a hub, typed and frozen (docs/config.md lists each one).
+
+    ``Settings()`` reads ``WIREHUB_*`` environment variables (nested keys with
+    ``__``: ``WIREHUB_LIMITS__MAX_FRAME``); keyword arguments and sections as
+    dicts work too: ``Settings(limits={"max_frame": 131072})``. An unknown key or
+    variable is an error, never ignored. :func:`load_settings` adds a TOML file.
+    """
+
     model_config = SettingsConfigDict(
         env_prefix="WIREHUB_",
         env_nested_delimiter="__",
@@ -403,8 +479,11 @@ class Settings(BaseSettings):
     bridges: list[BridgeSettings] = []
     #: Seconds between ``$hub.stats`` snapshots (0 turns them off).
     stats_interval: float = Field(2.0, ge=0)
-    #: Serve the demo page at ``/``.
+    #: ``create_app`` serves the dashboard at ``/``, the chat at ``/chat`` and their files.
     demo: bool = True
+    #: ``hub.router`` serves those pages too (an app that includes it gets ``/`` and
+    #: ``/chat``); it always serves the browser client ``/static/wirehub.js``.
+    router_pages: bool = False
     #: Turns on the distributed mode (Redis broker); ``[redis] url`` is the same.
     redis_url: str | None = None
     redis: RedisSettings = RedisSettings()
@@ -481,24 +560,63 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """pydantic-settings hook: environment over arguments, unknown variables refused."""
+        # A WIREHUB_* variable that names no setting is a typo: refuse it as an
+        # unknown TOML key is refused, naming the variable (envcheck.NOT_SETTINGS
+        # lists the few that tools read outside the settings).
+        problems = unknown_variables(cls, os.environ)
+        if problems:
+            raise ConfigError(
+                "invalid environment: WIREHUB_* variables must name a setting\n  "
+                + "\n  ".join(problems)
+            )
         # Environment beats the file (passed as init kwargs by load_settings).
         return env_settings, init_settings
 
 
 def _describe(error: dict[str, Any]) -> str:
-    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    """One line: the key and the problem; the value only when it is one value.
+
+    A check over a whole section (or across sections, at the top level) gets
+    that section or the whole input as ``input``: echoing it buries the
+    problem, so only scalars are shown. The checks' messages name their keys.
+    """
+    loc = error["loc"]
+    key = ".".join(str(part) for part in loc)
     message = error["msg"]
     if error["type"] == "extra_forbidden":
         message = "unknown key"
+    elif error["type"] == "value_error":
+        message = message.removeprefix("Value error, ")
     value = error.get("input")
-    shown = "" if error["type"] in ("missing", "extra_forbidden") else f" (got {value!r})"
-    if error["loc"] and error["loc"][0] == "auth":
-        shown = ""  # the input may hold the secret or API keys: never echo it
-    return f"{key}: {message}{shown}"
+    show = error["type"] not in ("missing", "extra_forbidden") and not isinstance(
+        value, dict | list
+    )
+    if loc and loc[0] == "auth":
+        show = False  # the input may hold the secret or API keys: never echo it
+    line = f"{key}: {message}" if key else message
+    line += f" (got {value!r})" if show else ""
+    source = _env_source(loc)
+    return f"{line} (from {source})" if source else line
+
+
+def _env_source(loc: tuple[Any, ...]) -> str | None:
+    """The environment variable a bad value came from, if any (it wins over the file)."""
+    names = {name.upper(): name for name in os.environ}
+    for end in range(len(loc), 0, -1):
+        candidate = "WIREHUB_" + "__".join(str(part) for part in loc[:end]).upper()
+        if candidate in names:
+            return names[candidate]
+    return None
 
 
 def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
-    """Read ``path`` (TOML) if given, apply env vars; raise ConfigError naming each bad key."""
+    """Read ``path`` (TOML) if given, apply env vars; raise ConfigError naming each bad key.
+
+    ``overrides`` are top-level keys applied over the file (the environment still
+    wins). Secrets (``auth.secret``, ``auth.api_keys``) are refused in the file:
+    they come from the environment only.
+    """
     data: dict[str, Any] = {}
     if path is not None:
         file = Path(path)

@@ -46,6 +46,7 @@ class BridgeSet:
         self._stats_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        """Import every codec, then open every port; on any failure none stays open."""
         # 1. Every codec imports, or nothing opens.
         for bridge in self._bridges.values():
             bridge.load_codecs()
@@ -64,6 +65,7 @@ class BridgeSet:
             )
 
     async def stop(self) -> None:
+        """Close every bridge (listener and clients, 1001), each bounded in time."""
         if self._stats_task is not None:
             self._stats_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -81,9 +83,11 @@ class BridgeSet:
                 logger.error("bridge %s did not stop cleanly: %r", bridge.name, result)
 
     def readiness(self) -> dict[str, bool]:
+        """``{"bridge:<name>": listening}`` for ``/readyz``."""
         return {f"bridge:{name}": b.listening for name, b in self._bridges.items()}
 
     def stats(self) -> list[dict[str, Any]]:
+        """:meth:`TcpBridge.stats` of every bridge, in configuration order."""
         return [b.stats() for b in self._bridges.values()]
 
     async def _stats_loop(self) -> None:

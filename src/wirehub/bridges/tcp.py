@@ -167,6 +167,7 @@ class TcpBridge:
 
     @property
     def listening(self) -> bool:
+        """The port is open and accepting (``/readyz`` checks ``bridge:<name>``)."""
         return self._server is not None and self._server.is_serving()
 
     # -- lifecycle ------------------------------------------------------------------
@@ -187,6 +188,10 @@ class TcpBridge:
         )
 
     async def start(self) -> None:
+        """Open the port; ConfigError naming the bridge and port if it cannot listen.
+
+        With ``port = 0`` the system picks a free port; :attr:`port` tells which.
+        """
         cfg = self.config
         self._closing = False
         try:
@@ -249,6 +254,7 @@ class TcpBridge:
     # -- stats ----------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
+        """Counters as JSON (``GET /api/bridges``, ``$bridges``): clients, frames, bytes…"""
         cfg = self.config
         return {
             "name": self.name,

@@ -43,10 +43,14 @@ from redis.exceptions import RedisError
 from wirehub.backoff import backoff
 from wirehub.brokers.keys import Keys
 from wirehub.brokers.redis_registry import Registry
+from wirehub.brokers.redis_revocations import TAG as REVOKE_TAG
+from wirehub.brokers.redis_revocations import RevocationStore
 from wirehub.brokers.redis_scripts import PUBLISH_SCRIPT, SET_MAX_SCRIPT
+from wirehub.core.history import Replay
 from wirehub.core.interfaces import ClientRecord
 from wirehub.core.protocol import CloseCode, Frame, encode
-from wirehub.core.rooms import Replay
+from wirehub.core.rooms import MAX_MEMBERS_LISTED
+from wirehub.core.tokens import Revocation
 from wirehub.errors import NotFound, WirehubError
 
 if TYPE_CHECKING:
@@ -57,10 +61,10 @@ __all__ = ["RedisBroker"]
 
 logger = logging.getLogger("wirehub.broker")
 
-#: Members listed in a ``joined`` reply (as in embedded mode).
-MAX_MEMBERS_LISTED = 1000
 #: Operations waiting for Redis before new ones are dropped (and counted).
 MAX_PENDING_OPS = 100_000
+#: Redis connections of one node (commands beyond wait up to ``op_timeout`` for one).
+MAX_REDIS_CONNECTIONS = 64
 
 _FAILURES = (RedisError, OSError, TimeoutError)
 
@@ -118,12 +122,18 @@ class RedisBroker:
         self.reconnect_cap = reconnect_cap
         # No hidden retries: a lost connection must surface here, so that the
         # resubscribe and resync below happen (a silent reconnect loses messages).
-        self._redis = aioredis.Redis.from_url(
+        # A blocking pool: a burst of joins (a reconnect storm) waits for a free
+        # connection instead of failing with "Too many connections" — which would
+        # count as an outage and degrade every join to local, unrecovered.
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=MAX_REDIS_CONNECTIONS,
+            timeout=op_timeout,
             socket_connect_timeout=op_timeout,
             socket_timeout=op_timeout,
             retry=Retry(NoBackoff(), 0),
         )
+        self._redis = aioredis.Redis.from_pool(pool)
         self._publish = self._redis.register_script(PUBLISH_SCRIPT)
         self._registry = Registry(self._redis, self.keys, node, node_ttl=node_ttl)
         self._set_max = self._redis.register_script(SET_MAX_SCRIPT)
@@ -140,6 +150,12 @@ class RedisBroker:
         self._started = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._channel_node = self.keys.node_channel(self.node_id)
+        self._revocations = RevocationStore(
+            self._redis, prefix, channel=self.keys.broadcast, node_id=self.node_id
+        )
+        #: Called with every revocation of another node (and all of them, loaded
+        #: from Redis, when a session starts): the token lifecycle applies it here.
+        self.on_revoke: Callable[[Revocation], None] | None = None
         # Counters (stats, shutdown summary).
         self.outages = 0
         self.gaps = 0
@@ -248,6 +264,7 @@ class RedisBroker:
                 await self._wait_confirmed(reader)
             self._connected = True
             await self._registry.register()
+            await self._load_revocations()
             for st in list(self._rooms.values()):
                 if self._rooms.get(st.name) is st:
                     await self._sync_room(st, outage=not first)
@@ -377,6 +394,10 @@ class RedisBroker:
                 self.node.disconnect(
                     conn, CloseCode.REPLACED, "replaced by a new connection with this client_id"
                 )
+        elif tag == REVOKE_TAG:
+            node, revocation = self._revocations.parse_notice(data)
+            if node != self._node_b and self.on_revoke is not None:
+                self.on_revoke(revocation)
         elif tag == b"B":
             _, node, frame = data.split(b"\t", 2)
             if node != self._node_b:
@@ -598,15 +619,18 @@ class RedisBroker:
 
     async def _joined(self, st: _RoomSync, since: int | None) -> tuple[Frame, list[str]]:
         head = st.delivered or 0
-        members = await self._redis.hkeys(self.keys.presence(st.name))
-        names = [m.decode() for m in members]
-        reply: Frame = {
-            "type": "joined",
-            "room": st.name,
-            "offset": head,
-            "members": names[:MAX_MEMBERS_LISTED],
-            "member_count": len(names),
-        }
+        key = self.keys.presence(st.name)
+        # The member list only where presence is on (as on one node): reading a
+        # big room's whole presence hash on every join is O(members) per join,
+        # O(N²) for N clients (re)joining at once.
+        local = self.node.rooms.find(st.name)
+        reply: Frame = {"type": "joined", "room": st.name, "offset": head}
+        if local is not None and local.presence_events():
+            names = [m.decode() for m in await self._redis.hkeys(key)]
+            reply["members"] = names[:MAX_MEMBERS_LISTED]
+            reply["member_count"] = len(names)
+        else:
+            reply["member_count"] = int(await self._redis.hlen(key))
         frames: list[str] = []
         if since is not None:
             replay = await self._replay(st.name, since, head, None)
@@ -747,6 +771,30 @@ class RedisBroker:
             self._lost(exc)
             return local
         return local + max(0, int(total) - len(self.node.clients))
+
+    # -- revocations ---------------------------------------------------------------------------
+
+    async def share_revocation(self, revocation: Revocation) -> bool:
+        """Store ``revocation`` with its TTL and tell every node; False if Redis is out
+        of reach (it is then written when the connection is back)."""
+        if self._connected:
+            try:
+                await self._revocations.write(revocation)
+                return True
+            except _FAILURES as exc:
+                self._lost(exc)
+        self._revocations.unshared.append(revocation)
+        return False
+
+    async def _load_revocations(self) -> None:
+        """Write what an outage kept back, then honour every revocation in Redis."""
+        written = await self._revocations.flush_unshared()
+        loaded = await self._revocations.load()
+        if self.on_revoke is not None:
+            for revocation in loaded:
+                self.on_revoke(revocation)
+        if written or loaded:
+            logger.info("revocations: %d written, %d loaded from redis", written, len(loaded))
 
     # -- queries --------------------------------------------------------------------------------
 

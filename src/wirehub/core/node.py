@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from itertools import islice
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 from wirehub.core.connection import Connection
@@ -29,7 +30,7 @@ from wirehub.core.protocol import (
     req_room,
     req_str,
 )
-from wirehub.core.rooms import RoomPolicy, RoomRegistry
+from wirehub.core.rooms import MAX_MEMBERS_LISTED, RoomPolicy, RoomRegistry
 from wirehub.errors import (
     BadRequest,
     Forbidden,
@@ -41,6 +42,7 @@ from wirehub.errors import (
 
 if TYPE_CHECKING:
     from wirehub.core.interfaces import Broker
+    from wirehub.core.tokens import Sessions
 
 __all__ = ["Handler", "Node"]
 
@@ -48,8 +50,6 @@ logger = logging.getLogger("wirehub.node")
 
 Handler = Callable[[Connection, Frame], "Awaitable[Frame | None] | Frame | None"]
 
-#: Members listed in a ``joined`` reply; ``member_count`` is always exact.
-MAX_MEMBERS_LISTED = 1000
 BUILTIN_TYPES = frozenset({"join", "leave", "publish", "direct", "presence", "ping", "pong"})
 
 
@@ -83,9 +83,22 @@ class Node:
         self.fanout_observer: Callable[[float], None] | None = None
         #: Called with (connection, "connect" | "disconnect") as peers come and go.
         self.on_connect: Callable[[Connection, str], None] | None = None
-        #: ``authorize(conn, action, room)`` raising Forbidden, for action in join,
-        #: publish, history (a join with ``since``) and presence; None: no checks.
+        #: ``authorize(conn, action, target)`` raising Forbidden, for action in join,
+        #: publish, history (a join with ``since``), presence (target: the room) and
+        #: direct (target: the client id); None: no checks.
         self.authorize: Callable[[Connection, str, str], None] | None = None
+        #: Checks run before the handler of a custom frame type (``job.submit``,
+        #: ``upload.start``...): ``guard(conn, frame)`` raises Forbidden, or returns
+        #: an awaitable that does (a check that needs a lookup).
+        self.guards: dict[str, Callable[[Connection, Frame], Awaitable[None] | None]] = {}
+        #: ``room_gate(conn, room, since)``, awaited *instead of* ``authorize`` for a
+        #: join of a room starting with ``gated_prefix`` (``$job:<id>``: the job's
+        #: submitter may read its events, and finding the submitter needs the job store).
+        self.room_gate: Callable[[Connection, str, int | None], Awaitable[None]] | None = None
+        self.gated_prefix = "$job:"
+        #: Token expiry timers and the sub/jti index (``core.tokens.Sessions``), told
+        #: of every peer that comes and goes; None with auth off.
+        self.sessions: Sessions | None = None
         #: The distributed broker, once attached; None in embedded mode, where
         #: every built-in handler stays synchronous (no await per frame).
         self.broker: Broker | None = None
@@ -141,6 +154,8 @@ class Node:
         self.clients[conn.id] = conn
         self.connections_total += 1
         conn.start()
+        if self.sessions is not None:
+            self.sessions.attach(conn)
         if self.broker is not None:
             self.broker.client_changed(conn, True)
         if self.on_connect is not None:
@@ -162,6 +177,8 @@ class Node:
         self._forget(conn)
 
     def _forget(self, conn: Connection) -> None:
+        if self.sessions is not None:
+            self.sessions.detach(conn)
         if self.clients.get(conn.id) is conn:
             del self.clients[conn.id]
             if self.on_connect is not None:
@@ -189,12 +206,19 @@ class Node:
             builtin = self._builtin.get(kind)
             if builtin is not None:
                 reply = builtin(conn, frame)
-                if kind in self._async_builtins:
+                # A synchronous built-in answers with a coroutine when it must wait
+                # (a gated room's check): one type test, no await on the fast path.
+                if kind in self._async_builtins or type(reply) is CoroutineType:
                     reply = await reply  # type: ignore[misc]
             else:
                 handler = self.handlers.get(kind)
                 if handler is None:
                     raise UnknownType(f"unknown frame type '{kind}'")
+                guard = self.guards.get(kind)
+                if guard is not None:
+                    checked = guard(conn, frame)
+                    if checked is not None:
+                        await checked
                 result = handler(conn, frame)
                 reply = await result if kind in self._async_handlers else result  # type: ignore[misc]
             if reply is not None:
@@ -220,16 +244,38 @@ class Node:
             self.authorize(conn, "join", name)
             if since is not None:
                 self.authorize(conn, "history", name)
+        self._check_room_count(conn, name)
+        return name, since
+
+    def _on_join(self, conn: Connection, frame: Frame) -> Frame | None:
+        if self.room_gate is not None and self._gated(frame):
+            return self._join_gated(conn, frame)  # type: ignore[return-value]
+        name, since = self._join_args(conn, frame)
+        return self.join_local(conn, name, since, frame.get("ref"))
+
+    def _gated(self, frame: Frame) -> bool:
+        room = frame.get("room")
+        return isinstance(room, str) and room.startswith(self.gated_prefix)
+
+    async def _join_gated(self, conn: Connection, frame: Frame) -> Frame | None:
+        """A join the ``room_gate`` decides (it may look something up first)."""
+        name = req_room(frame)
+        since = opt_int(frame, "since")
+        assert self.room_gate is not None
+        await self.room_gate(conn, name, since)
+        if not conn.open:
+            return None  # gone while the gate looked it up
+        self._check_room_count(conn, name)
+        if self.broker is not None:
+            return await self.broker.join(conn, name, since, frame.get("ref"))
+        return self.join_local(conn, name, since, frame.get("ref"))
+
+    def _check_room_count(self, conn: Connection, name: str) -> None:
         if name not in conn.rooms and len(conn.rooms) >= self.max_rooms_per_connection:
             raise LimitExceeded(
                 f"a connection may be in at most {self.max_rooms_per_connection} rooms",
                 limit=self.max_rooms_per_connection,
             )
-        return name, since
-
-    def _on_join(self, conn: Connection, frame: Frame) -> Frame | None:
-        name, since = self._join_args(conn, frame)
-        return self.join_local(conn, name, since, frame.get("ref"))
 
     def join_local(
         self, conn: Connection, name: str, since: int | None, ref: Any = None
@@ -290,6 +336,8 @@ class Node:
         to = req_str(frame, "to", max_len=128)
         if "data" not in frame:
             raise BadRequest("missing field 'data'")
+        if self.authorize is not None:
+            self.authorize(conn, "direct", to)
         if not self.send_direct(to, conn.id, frame["data"]):
             raise NotFound(f"client '{to}' is not connected", to=to)
         return {"type": "ack", "to": to}
@@ -299,17 +347,19 @@ class Node:
         if self.authorize is not None:
             self.authorize(conn, "presence", name)
         room = self.rooms.get(name)
-        members = list(room.members)
+        # Bounded: a list of at most MAX_MEMBERS_LISTED, not a copy of the room.
         return {
             "type": "presence",
             "room": name,
-            "members": members[:MAX_MEMBERS_LISTED],
-            "member_count": len(members),
+            "members": list(islice(room.members, MAX_MEMBERS_LISTED)),
+            "member_count": len(room.members),
         }
 
     # Distributed mode: the same frames, answered once the broker has spoken.
 
     async def _on_join_remote(self, conn: Connection, frame: Frame) -> Frame | None:
+        if self.room_gate is not None and self._gated(frame):
+            return await self._join_gated(conn, frame)
         name, since = self._join_args(conn, frame)
         assert self.broker is not None
         return await self.broker.join(conn, name, since, frame.get("ref"))
@@ -324,6 +374,8 @@ class Node:
         to = req_str(frame, "to", max_len=128)
         if "data" not in frame:
             raise BadRequest("missing field 'data'")
+        if self.authorize is not None:
+            self.authorize(conn, "direct", to)
         assert self.broker is not None
         direct = {"type": "direct", "from": conn.id, "data": frame["data"]}
         if not await self.broker.send(to, direct):
@@ -335,11 +387,11 @@ class Node:
         if self.authorize is not None:
             self.authorize(conn, "presence", name)
         assert self.broker is not None
-        members = list(await self.broker.members(name))
+        members = await self.broker.members(name)
         return {
             "type": "presence",
             "room": name,
-            "members": members[:MAX_MEMBERS_LISTED],
+            "members": list(islice(members, MAX_MEMBERS_LISTED)),
             "member_count": len(members),
         }
 
@@ -392,9 +444,20 @@ class Node:
 
     # -- shutdown ------------------------------------------------------------------
 
-    async def close_all(self, code: int, reason: str, *, timeout: float) -> int:
-        """Close every peer (draining its queue) and wait up to ``timeout``."""
+    async def close_all(
+        self, code: int, reason: str, *, timeout: float, farewell: Frame | None = None
+    ) -> int:
+        """Close every peer (draining its queue) and wait up to ``timeout``.
+
+        ``farewell`` is queued to every WebSocket peer first (the ``reconnect``
+        window of a shutdown); TCP peers do not speak the protocol and get nothing.
+        """
         conns = list(self.clients.values())
+        if farewell is not None:
+            text = encode(farewell)
+            for conn in conns:
+                if conn.kind == "ws":
+                    conn.send(text)
         # Close first so the presence ``leave`` frames below are not queued to
         # peers that are going away anyway (that would cost N² frames).
         for conn in conns:

@@ -71,6 +71,12 @@ class Services(Mapping[str, Service]):
     # -- Component ---------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Start every service, dependencies first; required ones must become ready.
+
+        A required service (or one another depends on) that fails raises
+        ServiceError with its last output lines, after the ones already started
+        are stopped again; an optional one only logs a warning.
+        """
         started: list[Service] = []
         try:
             if self._services:
@@ -98,6 +104,7 @@ class Services(Mapping[str, Service]):
             raise
 
     async def stop(self) -> None:
+        """Stop every service in reverse start order (the whole process group of each)."""
         await self._close(reversed(list(self._services.values())), reaper=True)
 
     async def _close(self, services: Iterable[Service], *, reaper: bool = False) -> None:
@@ -111,6 +118,7 @@ class Services(Mapping[str, Service]):
             await self.reaper.close()
 
     def readiness(self) -> dict[str, bool]:
+        """``{"service:<name>": ready}`` for ``/readyz``, for the required services only."""
         return {
             f"service:{name}": s.state is ServiceState.READY
             for name, s in self._services.items()

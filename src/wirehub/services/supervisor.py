@@ -123,6 +123,7 @@ class Service:
 
     @property
     def base_url(self) -> str | None:
+        """The configured ``base_url`` where the program serves HTTP (None if not set)."""
         return self.spec.base_url
 
     @property
@@ -136,6 +137,7 @@ class Service:
 
     @property
     def ready(self) -> bool:
+        """The readiness check passed and the process still runs: safe to call it."""
         return self.state is ServiceState.READY
 
     @property
@@ -146,6 +148,7 @@ class Service:
         return round(time.monotonic() - self._started_mono, 3)
 
     def info(self) -> dict[str, Any]:
+        """Status as JSON (``GET /api/services/{name}``): state, pid, restarts, last error…"""
         return {
             "name": self.name,
             "state": str(self.state),
@@ -163,6 +166,7 @@ class Service:
         }
 
     def tail(self, n: int | None = None) -> list[LogLine]:
+        """The last ``n`` output lines kept (all of them by default), oldest first."""
         return self.logs.tail(n)
 
     # -- control -----------------------------------------------------------------------
@@ -190,6 +194,7 @@ class Service:
             raise ServiceError(self.failure_message(), service=self.name)
 
     def failure_message(self, lines: int = 10) -> str:
+        """Why the service is not ready, with its last ``lines`` lines of output."""
         reason = self.last_error or f"state {self.state}"
         text = f"service '{self.name}' is not ready: {reason}"
         tail = self.logs.tail(lines)
@@ -212,6 +217,7 @@ class Service:
             await asyncio.shield(task)
 
     async def restart(self) -> None:
+        """Stop the program, then start it again (does not wait until it is ready)."""
         await self.stop()
         await self.start()
 

@@ -38,7 +38,14 @@ logger = logging.getLogger("wirehub.uploads")
 
 
 class Uploads:
-    """Chunked uploads over WebSocket; see the module docstring."""
+    """Chunked uploads over WebSocket (``hub.uploads``); see the module docstring.
+
+    Clients drive it with frames (:meth:`~wirehub.client.HubClient.upload` does it
+    all); the hub registers :meth:`ws_start`, :meth:`binary` and :meth:`ws_finish`.
+    A finished upload is verified (size and sha256), moved into the spool
+    directory, and handed to the named job as ``ctx.upload``. ``completed`` and
+    ``bytes_received`` count what arrived.
+    """
 
     name = "uploads"
 
@@ -68,6 +75,7 @@ class Uploads:
     # -- lifecycle -------------------------------------------------------------
 
     async def start(self) -> None:
+        """Make the spool directory and start sweeping expired unfinished uploads."""
         await asyncio.to_thread(self.store.prepare)
         self._sweeper = asyncio.get_running_loop().create_task(
             self._sweep_loop(), name="wirehub-uploads-sweep"
@@ -75,6 +83,7 @@ class Uploads:
         logger.info("uploads ready in %s", self.store.directory)
 
     async def stop(self) -> None:
+        """Stop sweeping; unfinished uploads stay on disk, so a client can resume them."""
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -88,11 +97,17 @@ class Uploads:
         )
 
     def readiness(self) -> dict[str, bool]:
+        """``{"uploads": ...}`` for ``/readyz``: started and the spool directory writable."""
         return {"uploads": self._sweeper is not None and self.store.writable()}
 
     # -- frames ------------------------------------------------------------------
 
     async def ws_start(self, conn: Connection, frame: Frame) -> Frame:
+        """``upload.start`` → ``upload.ready {upload_id, offset, chunk_size}``.
+
+        A named job and its arguments are checked before any byte is sent; with
+        ``upload_id`` it resumes that upload from the offset already stored.
+        """
         request = parse_start(frame, max_size=self.max_size)
         if request.job is not None:
             spec = get_spec(request.job)  # unknown job: not_found before any byte
@@ -153,6 +168,11 @@ class Uploads:
             conn.send(error_frame(WirehubError("could not store the chunk"), None))
 
     async def ws_finish(self, conn: Connection, frame: Frame) -> Frame | None:
+        """``upload.finish`` → ``upload.complete {upload_id, size, sha256, job_id}``.
+
+        BadRequest while bytes are missing, or if the sha256 differs (the file is
+        then discarded); the job, if any, is queued after the reply.
+        """
         upload_id = req_str(frame, "upload_id", max_len=64)
         session = self._sessions.get(upload_id)
         if session is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -9,14 +10,21 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
 from wirehub.core.interfaces import ClientRecord
+from wirehub.core.node import MAX_MEMBERS_LISTED
 from wirehub.core.protocol import ROOM_RE
 from wirehub.errors import BadRequest, NotFound, WirehubError
+from wirehub.web.api_auth import add_revoke_route
 from wirehub.web.errors import http_error
 
 if TYPE_CHECKING:
+    from wirehub.core.connection import Connection
     from wirehub.hub import Hub
 
-__all__ = ["build_api_router"]
+__all__ = ["MAX_PAGE", "build_api_router"]
+
+#: Largest page of ``GET /api/rooms`` and ``GET /api/clients`` (also the default):
+#: a listing never costs work proportional to the whole table.
+MAX_PAGE = 1000
 
 
 class DataBody(BaseModel):
@@ -34,7 +42,10 @@ class RoomSummary(BaseModel):
     name: str
     offset: int
     member_count: int
-    messages: int
+    messages: int = Field(
+        description="Messages published into (or delivered to) the room on this node since it "
+        "was created here: a counter, not what history holds (first_offset..offset)"
+    )
 
 
 class RoomDetail(RoomSummary):
@@ -85,13 +96,30 @@ def build_api_router(hub: Hub) -> APIRouter:
             peer=record.peer,
         )
 
+    def local_record(conn: Connection) -> ClientRecord:
+        peer = conn.meta.get("peer")
+        return ClientRecord(
+            id=conn.id,
+            node=node.node_id,
+            kind=conn.kind,
+            rooms=tuple(sorted(conn.rooms)),
+            connected_at=conn.connected_at,
+            peer=None if peer is None else str(peer),
+            queued=conn.queued,
+        )
+
     @router.get("/rooms", tags=["rooms"])
-    async def list_rooms() -> list[RoomSummary]:
+    async def list_rooms(
+        response: Response,
+        limit: int = Query(MAX_PAGE, ge=1, le=MAX_PAGE, description="Rooms in this page"),
+        offset: int = Query(0, ge=0, description="Rooms to skip, in creation order"),
+    ) -> list[RoomSummary]:
+        response.headers["X-Total-Count"] = str(len(node.rooms))
         return [
             RoomSummary(
                 name=r.name, offset=r.offset, member_count=len(r.members), messages=r.messages
             )
-            for r in node.rooms
+            for r in node.rooms.page(offset, limit)
         ]
 
     @router.post("/rooms/{room:path}/publish", tags=["rooms"])
@@ -136,26 +164,45 @@ def build_api_router(hub: Hub) -> APIRouter:
         target = node.rooms.find(room)
         policy = node.rooms.policy_for(room)
         presence = target.presence_events() if target else policy.presence_events is not False
+        # Bounded like the ``presence`` frame: at most MAX_MEMBERS_LISTED listed.
+        listed = sorted(islice(members, MAX_MEMBERS_LISTED))
         return RoomDetail(
             name=room,
             offset=offset,
             first_offset=first_offset,
             member_count=len(members),
-            members=sorted(members),
-            member_nodes=members,
+            members=listed,
+            member_nodes={m: members[m] for m in listed},
             messages=target.messages if target else 0,
             presence_events=presence,
         )
 
     @router.get("/clients", tags=["clients"])
-    async def list_clients() -> list[ClientInfo]:
-        return [client_info(c) for c in await hub.broker.clients()]
+    async def list_clients(
+        response: Response,
+        limit: int = Query(MAX_PAGE, ge=1, le=MAX_PAGE, description="Clients in this page"),
+        offset: int = Query(0, ge=0, description="Clients to skip, in connection order"),
+    ) -> list[ClientInfo]:
+        if hub.broker.distributed:
+            # Every node's clients come from Redis in one read; the page bounds the reply.
+            records = await hub.broker.clients()
+            response.headers["X-Total-Count"] = str(len(records))
+            page = records[offset : offset + limit]
+        else:
+            response.headers["X-Total-Count"] = str(len(node.clients))
+            conns = islice(node.clients.values(), offset, offset + limit)
+            page = [local_record(conn) for conn in conns]
+        return [client_info(record) for record in page]
 
     @router.get("/clients/{client_id}", tags=["clients"])
     async def get_client(client_id: str) -> ClientInfo:
-        for record in await hub.broker.clients():
-            if record.id == client_id:
-                return client_info(record)
+        conn = node.clients.get(client_id)
+        if conn is not None:
+            return client_info(local_record(conn))
+        if hub.broker.distributed:
+            for record in await hub.broker.clients():
+                if record.id == client_id:
+                    return client_info(record)
         raise http_error(NotFound(f"client '{client_id}' is not connected"))
 
     @router.post("/clients/{client_id}/send", tags=["clients"], status_code=202)
@@ -178,4 +225,5 @@ def build_api_router(hub: Hub) -> APIRouter:
     async def broadcast(body: DataBody) -> dict[str, int]:
         return {"delivered": await hub.broadcast(body.data)}
 
+    add_revoke_route(router, hub)  # POST /api/auth/revoke (web/api_auth.py)
     return router

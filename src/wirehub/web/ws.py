@@ -8,7 +8,9 @@ delivery, and neither needs the wrapper's state machine.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
@@ -16,7 +18,9 @@ from urllib.parse import parse_qs
 from wirehub.core.connection import Connection
 from wirehub.core.protocol import CLIENT_ID_RE, CloseCode, encode
 from wirehub.core.ratelimit import FrameLimiter
+from wirehub.embedded import embedding_for
 from wirehub.errors import BadRequest
+from wirehub.web import embed_uvicorn
 from wirehub.web.handshake import HandshakeGate, Refused
 from wirehub.web.rawsend import EXTENSION, RawWrite, text_frame
 
@@ -101,6 +105,9 @@ class WebSocketEndpoint:
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
+        # Embedded under uvicorn, the hub hands it the protocols this endpoint's
+        # bounds and frame-once writer live in (web/embed_uvicorn.py).
+        embedding_for(hub).adopt_uvicorn = functools.partial(embed_uvicorn.adopt, hub)
         limits = hub.settings.limits
         #: Origin, connections per IP and credentials, checked before accepting.
         self.gate = HandshakeGate(
@@ -182,21 +189,36 @@ class WebSocketEndpoint:
         node = self.hub.node
         binary = self.hub.binary_handler
         limits = self.hub.settings.limits
+        # The hub's own frame cap, whatever the server's is: under `wirehub serve`
+        # the WebSocket layer closes 1009 first; under another server (or uvicorn
+        # with its 16 MiB default) a bigger message reaches us and closes the same way.
+        cap = self.hub.settings.server.ws_max_size
         limiter = (
             FrameLimiter(
                 limits.rate,
                 limits.burst,
                 abuse_limit=limits.abuse_limit,
                 abuse_window=limits.abuse_window,
+                bytes_rate=limits.bytes_rate,
+                bytes_burst=limits.bytes_burst,
             )
-            if limits.rate > 0
+            if limits.rate > 0 or limits.bytes_rate > 0
             else None
         )
         while True:
             message = await receive()
             kind = message["type"]
             if kind == "websocket.receive":
-                if limiter is not None and not limiter.allow():
+                body = message.get("text") or message.get("bytes") or b""
+                if len(body) > cap // 4 and _over_cap(body, cap):
+                    if conn.close_code is None:
+                        node.errors["too_large"] += 1
+                        logger.info("[%s] closed: a message over server.ws_max_size", conn.id)
+                        node.disconnect(
+                            conn, CloseCode.TOO_BIG, f"message over the {cap}-byte limit"
+                        )
+                    continue
+                if limiter is not None and not limiter.allow(len(body)):
                     # Over the rate: dropped unread (no ref), answered with rate_limited;
                     # persistent abuse closes the connection (4029). Frames that
                     # arrive while the close is under way are ignored.
@@ -217,6 +239,9 @@ class WebSocketEndpoint:
                     await node.handle(conn, text)
                 else:
                     data = message.get("bytes") or b""
+                    # Any frame answers a heartbeat, upload chunks included.
+                    conn.last_seen = time.monotonic()
+                    conn.ping_sent = None
                     if binary is None:
                         node.reject(
                             conn, BadRequest("binary frame received but no upload is in progress")
@@ -228,6 +253,14 @@ class WebSocketEndpoint:
                 await asyncio.sleep(0)
             elif kind == "websocket.disconnect":
                 return
+
+
+def _over_cap(body: str | bytes, cap: int) -> bool:
+    """Whether a message is over ``cap`` bytes (a text one measured in UTF-8)."""
+    size = len(body)
+    if isinstance(body, str) and size <= cap:
+        size = len(body.encode())
+    return size > cap
 
 
 class WebSocketShortcut:
