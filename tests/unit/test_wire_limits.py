@@ -120,7 +120,9 @@ def test_auto_is_the_wirehub_protocol():
     assert auto.__name__ == default.__name__ == "RawSendProtocol"  # type: ignore[union-attr]
 
 
-def test_wsproto_without_its_package_fails_at_load_naming_it():
+def test_wsproto_without_its_package_fails_at_load_naming_it(monkeypatch):
+    # The test venv has wsproto; None in sys.modules is Python's own "not installed".
+    monkeypatch.setitem(sys.modules, "wsproto", None)
     with pytest.raises(ConfigError) as info:
         load_settings(None, server={"ws": "wsproto"})
     assert "server.ws: 'wsproto' needs the wsproto package (pip install wsproto)" in str(info.value)
@@ -129,8 +131,13 @@ def test_wsproto_without_its_package_fails_at_load_naming_it():
 def test_serve_with_wsproto_missing_exits_2_with_one_line(tmp_path):
     config = tmp_path / "hub.toml"
     config.write_text('[server]\nws = "wsproto"\n')
+    code = (
+        "import sys; sys.modules['wsproto'] = None; "
+        f"sys.argv = ['wirehub', 'serve', '--config', {str(config)!r}]; "
+        "from wirehub.cli import main; main()"
+    )
     result = subprocess.run(
-        [sys.executable, "-m", "wirehub", "serve", "--config", str(config)],
+        [sys.executable, "-c", code],
         capture_output=True,
         text=True,
         timeout=60,

@@ -55,6 +55,13 @@ class TokenBucket:
         self.tokens = tokens
         return False
 
+    def spend(self, now: float, cost: float) -> float:
+        """Spend ``cost`` tokens even into debt; the seconds until the debt is paid."""
+        tokens = min(self.burst, self.tokens + (now - self._last) * self.rate) - cost
+        self._last = now
+        self.tokens = tokens
+        return -tokens / self.rate if tokens < 0 else 0.0
+
     def full(self, now: float) -> bool:
         """True when the bucket has refilled completely (the key can be forgotten)."""
         return self.tokens + (now - self._last) * self.rate >= self.burst
@@ -140,6 +147,26 @@ class FrameLimiter:
             self.strikes = 0
         self.strikes += 1
         return False
+
+    def pace(self, size: int) -> float | None:
+        """For a frame that is paced rather than refused when over the byte rate.
+
+        Upload chunks are accepted data: refusing one mid-upload would break the
+        upload, so the byte bucket goes into debt and the reader waits the returned
+        seconds before reading on (TCP backpressure slows the sender). The frame
+        rate still refuses (None: answer with :meth:`error`, as for :meth:`allow`).
+        """
+        now = time.monotonic()
+        frames, octets = self._bucket, self._bytes
+        if frames is not None and not frames.take(now):
+            self.last_refused = "frames"
+            self.rejected += 1
+            if now - self._window_start > self.abuse_window:
+                self._window_start = now
+                self.strikes = 0
+            self.strikes += 1
+            return None
+        return 0.0 if octets is None else octets.spend(now, size)
 
     @property
     def abusive(self) -> bool:

@@ -153,6 +153,8 @@ class WebSocketEndpoint:
             )
             return
         raw = scope.get("extensions", {}).get(EXTENSION)
+        if not self._asyncio_send():
+            send = functools.partial(_bridged_send, send)
         transport = ASGITransport(send, asyncio.current_task(), raw)
 
         client = scope.get("client") or ("?", 0)
@@ -184,6 +186,17 @@ class WebSocketEndpoint:
         finally:
             node.transport_lost(conn)
             logger.debug("[%s] disconnected (%s)", client_id, conn.close_code)
+
+    def _asyncio_send(self) -> bool:
+        """Whether the server's ``send`` waits on asyncio futures (uvicorn's does).
+
+        A connection drives its transport's send by hand on the hot path
+        (core/connection.py) and waits on what it yields the way a Task would;
+        another server's awaitable (granian's) must go through :func:`_bridged_send`.
+        """
+        embedding = embedding_for(self.hub)
+        server = embedding.server
+        return embedding.served or (server is not None and server.uvicorn is not None)
 
     async def _read_loop(self, conn: Connection, receive: Any) -> None:
         node = self.hub.node
@@ -218,7 +231,16 @@ class WebSocketEndpoint:
                             conn, CloseCode.TOO_BIG, f"message over the {cap}-byte limit"
                         )
                     continue
-                if limiter is not None and not limiter.allow(len(body)):
+                wait: float | None = 0.0
+                if limiter is not None:
+                    if "bytes" in message and message["bytes"] is not None:
+                        # Upload chunks are paced by the byte rate, never refused by it.
+                        wait = limiter.pace(len(body))
+                    else:
+                        wait = 0.0 if limiter.allow(len(body)) else None
+                if wait:
+                    await asyncio.sleep(wait)  # stop reading: the sender slows down
+                if wait is None:
                     # Over the rate: dropped unread (no ref), answered with rate_limited;
                     # persistent abuse closes the connection (4029). Frames that
                     # arrive while the close is under way are ignored.
@@ -253,6 +275,34 @@ class WebSocketEndpoint:
                 await asyncio.sleep(0)
             elif kind == "websocket.disconnect":
                 return
+
+
+async def _bridged_send(send: Any, message: dict[str, Any]) -> None:
+    """Await ``send(message)`` step by step, each wait on an asyncio future of our own.
+
+    What a Task does with a future-like object its coroutine yields (add a
+    done callback, wake up), done here so that whoever drives this coroutine
+    only ever sees asyncio futures, whatever the server's awaitable is.
+    """
+    steps = send(message).__await__()
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            yielded = steps.send(None)
+        except StopIteration:
+            return
+        if yielded is None:
+            await asyncio.sleep(0)
+            continue
+        if getattr(yielded, "_asyncio_future_blocking", None):
+            yielded._asyncio_future_blocking = False
+        woken = loop.create_future()
+        yielded.add_done_callback(lambda _, w=woken: w.done() or w.set_result(None))
+        try:
+            await woken
+        except BaseException:
+            steps.close()
+            raise
 
 
 def _over_cap(body: str | bytes, cap: int) -> bool:
