@@ -33,27 +33,74 @@ def queued(conn: Connection) -> list[dict]:
     return [orjson.loads(f) for f in conn._queue]
 
 
-async def test_memory_broker_is_a_view_of_the_node():
+async def test_memory_broker_sequences_and_keeps_history_through_the_node():
     node = Node(node_id="n1")
-    broker = create_broker(node, None)
-    assert isinstance(broker, MemoryBroker) and broker.distributed is False
+    broker = create_broker(None)
+    assert isinstance(broker, MemoryBroker)
+    node.use_broker(broker)
     a, b = peer("a"), peer("b")
     node.clients.update(a=a, b=b)
-    assert await broker.join(a, "r", None) is not None
-    await broker.join(b, "r", None)
+    infos: list = []
+    node.rooms.join(a, "r")
+    await broker.join(a, "r", None, infos.append)
+    node.rooms.join(b, "r")
+    await broker.join(b, "r", 0, infos.append)
+    assert [(i.offset, i.member_count, i.members) for i in infos] == [
+        (0, 1, ["a"]),
+        (0, 2, ["a", "b"]),
+    ]
+    assert infos[1].replay is not None and infos[1].replay.recovered
     assert await broker.publish("r", "a", "hi", exclude="a") == 1
-    assert [f["data"] for f in queued(b) if f["type"] == "message"] == ["hi"]
+    assert broker.publish_nowait("r", "a", "again", exclude=None) == 2
+    assert [f["data"] for f in queued(b) if f["type"] == "message"] == ["hi", "again"]
+    assert [f["data"] for f in queued(a) if f["type"] == "message"] == ["again"]
     offset, replay = await broker.history("r", 0)
-    assert offset == 1 and replay.recovered
-    assert [orjson.loads(f)["data"] for f in replay.frames] == ["hi"]
-    assert await broker.members("r") == {"a": "n1", "b": "n1"}
+    assert offset == 2 and replay.recovered
+    assert [orjson.loads(f)["data"] for f in replay.frames] == ["hi", "again"]
+    assert dict(await broker.members("r")) == {"a": "n1", "b": "n1"}
     with pytest.raises(NotFound):
         await broker.members("nowhere")
     assert await broker.send("b", {"type": "direct", "from": "a", "data": 1})
     assert not await broker.send("zed", {"type": "direct", "data": 1})
-    records = await broker.clients()
+    assert broker.send_nowait("zed", {"type": "direct", "data": 1}) is False
+    total, records = await broker.clients()
+    assert total == 2
     assert {(r.id, r.node, r.rooms) for r in records} == {("a", "n1", ("r",)), ("b", "n1", ("r",))}
+    total, page = await broker.clients(1, 1)
+    assert total == 2 and [r.id for r in page] == ["b"]
+    assert (await broker.client("a")).id == "a" and await broker.client("zed") is None
     assert broker.readiness() == {}
+
+
+async def test_every_message_of_the_node_goes_through_its_broker():
+    """One path: hub-side publishes and WebSocket publishes alike reach ``broker.publish``."""
+
+    class Spy(MemoryBroker):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[tuple[str, str, object]] = []
+
+        def publish_nowait(self, room, sender, data, *, exclude):
+            self.seen.append((room, sender, data))
+            return super().publish_nowait(room, sender, data, exclude=exclude)
+
+    spy = Spy()
+    node = Node(broker=spy)
+    a = peer("a")
+    node.connect(a)
+    await node.handle(a, orjson.dumps({"type": "join", "room": "r"}))
+    await node.handle(a, orjson.dumps({"type": "publish", "room": "r", "data": 1, "echo": True}))
+    node.publish("r", "$hub", 2)
+    assert await node.publish_async("r", "$hub", 3) == 3
+    assert spy.seen == [("r", "a", 1), ("r", "$hub", 2), ("r", "$hub", 3)]
+    got = [f for f in queued(a) if f["type"] in ("message", "ack")]
+    assert [(f["type"], f.get("offset")) for f in got] == [
+        ("message", 1),
+        ("ack", 1),
+        ("message", 2),
+        ("message", 3),
+    ]
+    node.disconnect(a)
 
 
 async def test_observer_hears_first_and_last_local_member():
@@ -112,4 +159,4 @@ def test_every_key_has_the_prefix_and_rooms_round_trip():
 
 def test_unknown_broker_scheme_is_refused():
     with pytest.raises(ValueError, match="no broker for URL scheme 'kafka'"):
-        create_broker(Node(), "kafka://x")
+        create_broker("kafka://x")

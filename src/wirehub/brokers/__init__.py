@@ -13,18 +13,20 @@ from wirehub.brokers.memory import MemoryBroker
 
 if TYPE_CHECKING:
     from wirehub.core.interfaces import Broker
-    from wirehub.core.node import Node
 
 __all__ = ["MemoryBroker", "create_broker"]
 
 
-def create_broker(node: Node, url: str | None, **options: Any) -> Broker:
-    """``None`` → :class:`MemoryBroker`; ``redis://`` / ``rediss://`` / ``unix://`` → Redis."""
+def create_broker(url: str | None, **options: Any) -> Broker:
+    """``None`` → :class:`MemoryBroker`; ``redis://`` / ``rediss://`` / ``unix://`` → Redis.
+
+    The broker is not bound yet: ``Node.use_broker`` (or ``Node(broker=...)``) binds it.
+    """
     if not url:
-        return MemoryBroker(node)
+        return MemoryBroker()
     scheme = url.split(":", 1)[0].lower()
     if scheme in ("redis", "rediss", "unix"):
-        from wirehub.brokers import redis as redis_broker
+        from wirehub.brokers.redis import RedisBroker
 
-        return redis_broker.RedisBroker(node, url, **options)
+        return RedisBroker(url, **options)
     raise ValueError(f"no broker for URL scheme '{scheme}' (expected redis://, rediss://, unix://)")

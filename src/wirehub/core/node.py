@@ -5,6 +5,12 @@ Plain asyncio: the web and TCP adapters create :class:`Connection` objects,
 call :meth:`Node.connect` / :meth:`Node.handle` / :meth:`Node.disconnect`, and
 the node does the rest. Every inbound frame gets exactly one reply or one
 ``error`` frame (echoing its ``ref``); no exception escapes to the adapter.
+
+Every message goes through the node's :class:`~wirehub.core.interfaces.Broker`
+(the memory broker unless another is given), in one process or many: the
+broker sequences it and calls back :meth:`Node.deliver`, the one fan-out. The
+node is the broker's :class:`~wirehub.core.interfaces.Local`; it builds every
+reply (``joined``, ``ack``, ``presence``) itself, from what the broker says.
 """
 
 from __future__ import annotations
@@ -16,7 +22,6 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from itertools import islice
-from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 from wirehub.core.connection import Connection
@@ -41,10 +46,11 @@ from wirehub.errors import (
 )
 
 if TYPE_CHECKING:
-    from wirehub.core.interfaces import Broker
+    from wirehub.core.interfaces import Broker, JoinInfo
+    from wirehub.core.rooms import Room
     from wirehub.core.tokens import Sessions
 
-__all__ = ["Handler", "Node"]
+__all__ = ["Handler", "Node", "joined_frame"]
 
 logger = logging.getLogger("wirehub.node")
 
@@ -65,6 +71,7 @@ class Node:
         max_rooms: int = 100_000,
         publish_requires_join: bool = True,
         node_id: str = "local",
+        broker: Broker | None = None,
     ) -> None:
         self.node_id = node_id
         self.rooms = RoomRegistry(policies, max_rooms=max_rooms)
@@ -99,11 +106,9 @@ class Node:
         #: Token expiry timers and the sub/jti index (``core.tokens.Sessions``), told
         #: of every peer that comes and goes; None with auth off.
         self.sessions: Sessions | None = None
-        #: The distributed broker, once attached; None in embedded mode, where
-        #: every built-in handler stays synchronous (no await per frame).
-        self.broker: Broker | None = None
-        self._async_builtins: frozenset[str] = frozenset()
-        self._builtin: dict[str, Callable[[Connection, Frame], Frame | None]] = {
+        # Built-ins that ask the broker (awaited); the others answer at once.
+        self._async_builtins = frozenset({"join", "publish", "direct", "presence"})
+        self._builtin: dict[str, Callable[[Connection, Frame], Any]] = {
             "join": self._on_join,
             "leave": self._on_leave,
             "publish": self._on_publish,
@@ -112,6 +117,15 @@ class Node:
             "ping": self._on_ping,
             "pong": self._on_pong,
         }
+        if broker is None:
+            # The reference broker (one process). Imported here, not at the top:
+            # the core depends on the Broker protocol, never on an implementation.
+            from wirehub.brokers.memory import MemoryBroker
+
+            broker = MemoryBroker()
+        #: Sequences, keeps and routes every message (see the module docstring).
+        self.broker: Broker = broker
+        self.use_broker(broker)
 
     # -- handlers ------------------------------------------------------------
 
@@ -125,21 +139,11 @@ class Node:
         else:
             self._async_handlers.discard(kind)
 
-    def attach_broker(self, broker: Broker) -> None:
-        """Route join/publish/direct/presence through a distributed ``broker``.
-
-        Those handlers become async (they wait for Redis); an embedded hub
-        never calls this and keeps the synchronous fast path.
-        """
+    def use_broker(self, broker: Broker) -> None:
+        """Route every message through ``broker`` (before the hub starts)."""
         self.broker = broker
         self.rooms.observer = broker
-        self._builtin.update(
-            join=self._on_join_remote,  # type: ignore[dict-item]
-            publish=self._on_publish_remote,  # type: ignore[dict-item]
-            direct=self._on_direct_remote,  # type: ignore[dict-item]
-            presence=self._on_presence_remote,  # type: ignore[dict-item]
-        )
-        self._async_builtins = frozenset({"join", "publish", "direct", "presence"})
+        broker.bind(self)
 
     # -- connections -----------------------------------------------------------
 
@@ -156,8 +160,7 @@ class Node:
         conn.start()
         if self.sessions is not None:
             self.sessions.attach(conn)
-        if self.broker is not None:
-            self.broker.client_changed(conn, True)
+        self.broker.client_changed(conn, True)
         if self.on_connect is not None:
             self.on_connect(conn, "connect")
 
@@ -184,8 +187,7 @@ class Node:
             if self.on_connect is not None:
                 self.on_connect(conn, "disconnect")
             self.rooms.leave_all(conn)
-            if self.broker is not None:
-                self.broker.client_changed(conn, False)
+            self.broker.client_changed(conn, False)
         else:
             self.rooms.leave_all(conn)
 
@@ -206,10 +208,10 @@ class Node:
             builtin = self._builtin.get(kind)
             if builtin is not None:
                 reply = builtin(conn, frame)
-                # A synchronous built-in answers with a coroutine when it must wait
-                # (a gated room's check): one type test, no await on the fast path.
-                if kind in self._async_builtins or type(reply) is CoroutineType:
-                    reply = await reply  # type: ignore[misc]
+                # The built-ins that ask the broker are coroutines; ping/pong/leave
+                # answer at once (no await for them).
+                if kind in self._async_builtins:
+                    reply = await reply
             else:
                 handler = self.handlers.get(kind)
                 if handler is None:
@@ -247,28 +249,26 @@ class Node:
         self._check_room_count(conn, name)
         return name, since
 
-    def _on_join(self, conn: Connection, frame: Frame) -> Frame | None:
+    async def _on_join(self, conn: Connection, frame: Frame) -> None:
         if self.room_gate is not None and self._gated(frame):
-            return self._join_gated(conn, frame)  # type: ignore[return-value]
+            return await self._join_gated(conn, frame)
         name, since = self._join_args(conn, frame)
-        return self.join_local(conn, name, since, frame.get("ref"))
+        await self.join(conn, name, since, frame.get("ref"))
 
     def _gated(self, frame: Frame) -> bool:
         room = frame.get("room")
         return isinstance(room, str) and room.startswith(self.gated_prefix)
 
-    async def _join_gated(self, conn: Connection, frame: Frame) -> Frame | None:
+    async def _join_gated(self, conn: Connection, frame: Frame) -> None:
         """A join the ``room_gate`` decides (it may look something up first)."""
         name = req_room(frame)
         since = opt_int(frame, "since")
         assert self.room_gate is not None
         await self.room_gate(conn, name, since)
         if not conn.open:
-            return None  # gone while the gate looked it up
+            return  # gone while the gate looked it up
         self._check_room_count(conn, name)
-        if self.broker is not None:
-            return await self.broker.join(conn, name, since, frame.get("ref"))
-        return self.join_local(conn, name, since, frame.get("ref"))
+        await self.join(conn, name, since, frame.get("ref"))
 
     def _check_room_count(self, conn: Connection, name: str) -> None:
         if name not in conn.rooms and len(conn.rooms) >= self.max_rooms_per_connection:
@@ -277,35 +277,18 @@ class Node:
                 limit=self.max_rooms_per_connection,
             )
 
-    def join_local(
-        self, conn: Connection, name: str, since: int | None, ref: Any = None
-    ) -> Frame | None:
-        """Join on this node only; with ``since``, queue ``joined`` then the replay."""
-        room, _ = self.rooms.join(conn, name)
-        reply: Frame = {
-            "type": "joined",
-            "room": name,
-            "offset": room.offset,
-            "member_count": len(room.members),
-        }
-        # The member list only where presence is on: in a big broadcast room a
-        # list per join is work (and memory) proportional to the room's size.
-        if room.presence_events():
-            reply["members"] = list(islice(room.members, MAX_MEMBERS_LISTED))
+    async def join(self, conn: Connection, name: str, since: int | None, ref: Any = None) -> None:
+        """Join ``conn`` to ``name`` here, then queue ``joined`` (and, with ``since``,
+        the missed messages) before any later message of the room."""
+        self.rooms.join(conn, name)  # presence event; the broker hears it as observer
 
-        if since is None:
-            return reply
-        replay = room.history.since(since)
-        reply["recovered"] = replay.recovered
-        reply["first_offset"] = replay.first_offset
-        if ref is not None:
-            reply["ref"] = ref
-        # joined first, then the missed messages, then live ones: all queued in
-        # this same step, so nothing published meanwhile can slip in between.
-        conn.send(encode(reply))
-        for missed in replay.frames:
-            conn.send(missed)
-        return None
+        def answer(info: JoinInfo) -> None:
+            conn.send(encode(joined_frame(info, ref)))
+            if info.replay is not None:
+                for missed in info.replay.frames:
+                    conn.send(missed)
+
+        await self.broker.join(conn, name, since, answer)
 
     def _on_leave(self, conn: Connection, frame: Frame) -> Frame:
         name = req_room(frame)
@@ -327,67 +310,29 @@ class Node:
             raise Forbidden(f"join room '{name}' before publishing to it", room=name)
         return name, None if frame.get("echo") is True else conn.id
 
-    def _on_publish(self, conn: Connection, frame: Frame) -> Frame:
+    async def _on_publish(self, conn: Connection, frame: Frame) -> Frame:
         name, exclude = self._publish_args(conn, frame)
-        offset = self.publish(name, conn.id, frame["data"], exclude=exclude)
-        return {"type": "ack", "room": name, "offset": offset}
-
-    def _on_direct(self, conn: Connection, frame: Frame) -> Frame:
-        to = req_str(frame, "to", max_len=128)
-        if "data" not in frame:
-            raise BadRequest("missing field 'data'")
-        if self.authorize is not None:
-            self.authorize(conn, "direct", to)
-        if not self.send_direct(to, conn.id, frame["data"]):
-            raise NotFound(f"client '{to}' is not connected", to=to)
-        return {"type": "ack", "to": to}
-
-    def _on_presence(self, conn: Connection, frame: Frame) -> Frame:
-        name = req_room(frame)
-        if self.authorize is not None:
-            self.authorize(conn, "presence", name)
-        room = self.rooms.get(name)
-        # Bounded: a list of at most MAX_MEMBERS_LISTED, not a copy of the room.
-        return {
-            "type": "presence",
-            "room": name,
-            "members": list(islice(room.members, MAX_MEMBERS_LISTED)),
-            "member_count": len(room.members),
-        }
-
-    # Distributed mode: the same frames, answered once the broker has spoken.
-
-    async def _on_join_remote(self, conn: Connection, frame: Frame) -> Frame | None:
-        if self.room_gate is not None and self._gated(frame):
-            return await self._join_gated(conn, frame)
-        name, since = self._join_args(conn, frame)
-        assert self.broker is not None
-        return await self.broker.join(conn, name, since, frame.get("ref"))
-
-    async def _on_publish_remote(self, conn: Connection, frame: Frame) -> Frame:
-        name, exclude = self._publish_args(conn, frame)
-        assert self.broker is not None
+        self.rooms.published += 1
         offset = await self.broker.publish(name, conn.id, frame["data"], exclude=exclude)
         return {"type": "ack", "room": name, "offset": offset}
 
-    async def _on_direct_remote(self, conn: Connection, frame: Frame) -> Frame:
+    async def _on_direct(self, conn: Connection, frame: Frame) -> Frame:
         to = req_str(frame, "to", max_len=128)
         if "data" not in frame:
             raise BadRequest("missing field 'data'")
         if self.authorize is not None:
             self.authorize(conn, "direct", to)
-        assert self.broker is not None
         direct = {"type": "direct", "from": conn.id, "data": frame["data"]}
         if not await self.broker.send(to, direct):
             raise NotFound(f"client '{to}' is not connected", to=to)
         return {"type": "ack", "to": to}
 
-    async def _on_presence_remote(self, conn: Connection, frame: Frame) -> Frame:
+    async def _on_presence(self, conn: Connection, frame: Frame) -> Frame:
         name = req_room(frame)
         if self.authorize is not None:
             self.authorize(conn, "presence", name)
-        assert self.broker is not None
         members = await self.broker.members(name)
+        # Bounded: a list of at most MAX_MEMBERS_LISTED, not a copy of the room.
         return {
             "type": "presence",
             "room": name,
@@ -403,44 +348,80 @@ class Node:
 
     # -- server-side operations ----------------------------------------------------
 
-    def publish(self, room: str, sender: str, data: Any, *, exclude: str | None = None) -> int:
-        """Append to the room's history and fan out; returns the message offset.
+    async def publish_async(
+        self, room: str, sender: str, data: Any, *, exclude: str | None = None
+    ) -> int:
+        """Publish a message from the server side (``hub.publish``); returns its offset."""
+        self.rooms.published += 1
+        return await self.broker.publish(room, sender, data, exclude=exclude)
 
-        With a distributed broker this synchronous form cannot wait for the
-        offset: the publish is queued in order and 0 is returned.
-        """
-        if self.broker is not None:
-            self.broker.publish_nowait(room, sender, data, exclude=exclude)
-            return 0
-        started = time.perf_counter()
-        offset, _ = self.rooms.publish(room, sender, data, exclude=exclude)
-        if self.fanout_observer is not None:
-            self.fanout_observer(time.perf_counter() - started)
-        return offset
+    def publish(self, room: str, sender: str, data: Any, *, exclude: str | None = None) -> int:
+        """:meth:`publish_async` for synchronous callers: the offset, or 0 when the
+        broker cannot tell it without waiting (it queues the publish, in order)."""
+        self.rooms.published += 1
+        return self.broker.publish_nowait(room, sender, data, exclude=exclude)
 
     def send_direct(self, to: str, sender: str, data: Any) -> bool:
-        target = self.clients.get(to)
-        if target is None:
-            return self._send_elsewhere(to, {"type": "direct", "from": sender, "data": data})
-        return target.send(encode({"type": "direct", "from": sender, "data": data}))
+        return self.send_frame(to, {"type": "direct", "from": sender, "data": data})
 
     def send_frame(self, to: str, frame: Frame) -> bool:
         """Queue ``frame`` to client ``to``; a client on another node gets it through the broker."""
         target = self.clients.get(to)
         if target is None:
-            return self._send_elsewhere(to, frame)
+            # Not here: maybe on another node (sent without waiting; True = handed over).
+            return self.broker.send_nowait(to, frame)
         return target.send(encode(frame))
 
-    def _send_elsewhere(self, to: str, frame: Frame) -> bool:
-        # Not here: maybe on another node (sent without waiting; True = handed over).
-        if self.broker is None:
-            return False
-        self.broker.send_nowait(to, frame)
-        return True
-
     def broadcast(self, frame: Frame) -> int:
-        encoded = encode(frame)
-        return sum(1 for conn in list(self.clients.values()) if conn.send(encoded))
+        return self.deliver_all(encode(frame))
+
+    # -- what a broker may use (core.interfaces.Local) -------------------------------
+
+    def sequence(self, room: str, sender: str, data: Any) -> tuple[int, str]:
+        return self.rooms.sequence(room, sender, data)
+
+    def deliver(self, room: str, frame: str, offset: int, exclude: str | None = None) -> int:
+        """The fan-out of every message, in both modes (timed for the metrics)."""
+        observer = self.fanout_observer
+        if observer is None:
+            return self.rooms.deliver(room, offset, frame, exclude=exclude)
+        started = time.perf_counter()
+        sent = self.rooms.deliver(room, offset, frame, exclude=exclude)
+        observer(time.perf_counter() - started)
+        return sent
+
+    def deliver_event(self, room: str, frame: str, exclude: str | None = None) -> int:
+        return self.rooms.broadcast_frame(room, frame, exclude=exclude)
+
+    def deliver_to(self, client_id: str, frame: str) -> bool:
+        target = self.clients.get(client_id)
+        return target is not None and target.send(frame)
+
+    def deliver_all(self, frame: str) -> int:
+        return sum(1 for conn in list(self.clients.values()) if conn.send(frame))
+
+    def kick(self, client_id: str) -> None:
+        conn = self.clients.get(client_id)
+        if conn is not None:
+            logger.info("[%s] connected to another node; closing it here", conn.id)
+            self.disconnect(
+                conn, CloseCode.REPLACED, "replaced by a new connection with this client_id"
+            )
+
+    def local_room(self, room: str) -> Room | None:
+        return self.rooms.find(room)
+
+    def local_rooms(self) -> list[Room]:
+        return list(self.rooms)
+
+    def local_client(self, client_id: str) -> Connection | None:
+        return self.clients.get(client_id)
+
+    def local_clients(self) -> list[Connection]:
+        return list(self.clients.values())
+
+    def policy_for(self, room: str) -> RoomPolicy:
+        return self.rooms.policy_for(room)
 
     # -- shutdown ------------------------------------------------------------------
 
@@ -469,3 +450,21 @@ class Node:
                 [asyncio.ensure_future(c.wait_closed()) for c in conns], timeout=timeout
             )
         return len(conns)
+
+
+def joined_frame(info: JoinInfo, ref: Any = None) -> Frame:
+    """The ``joined`` reply, the one place it is built (both modes, every broker)."""
+    reply: Frame = {
+        "type": "joined",
+        "room": info.room,
+        "offset": info.offset,
+        "member_count": info.member_count,
+    }
+    if info.members is not None:
+        reply["members"] = info.members
+    if info.replay is not None:
+        reply["recovered"] = info.replay.recovered
+        reply["first_offset"] = info.replay.first_offset
+    if ref is not None:
+        reply["ref"] = ref
+    return reply

@@ -133,8 +133,8 @@ class RoomRegistry:
         self.deliveries = 0
         self.bytes_out = 0
         self.published = 0
-        #: Told of membership changes (a distributed broker's presence and
-        #: subscriptions); None in embedded mode, so fan-out never pays for it.
+        #: Told of membership changes (the node's broker: a distributed one keeps
+        #: presence and subscriptions by them); never called per message.
         self.observer: RoomObserver | None = None
 
     def __contains__(self, name: str) -> bool:
@@ -239,24 +239,28 @@ class RoomRegistry:
         ts: float | None = None,
     ) -> tuple[int, int]:
         """Append to history and fan out; returns (offset, deliveries)."""
+        offset, frame = self.sequence(name, sender, data, ts=ts)
+        self.published += 1
+        return offset, self.deliver(name, offset, frame, exclude=exclude)
+
+    def sequence(
+        self, name: str, sender: str, data: Any, *, ts: float | None = None
+    ) -> tuple[int, str]:
+        """Give the next offset of ``name`` to a ``message`` and keep it in the history
+        ring; returns (offset, encoded frame) for :meth:`deliver`. The memory broker's
+        sequencer (the room is created if needed)."""
         room = self.ensure(name)
         offset = room.history.last_offset + 1
         now = time.time() if ts is None else ts
         frame = message_frame(name, sender, data, offset, now)
         room.history.append(offset, now, frame)
-        room.messages += 1
-        room.last_message_at = now
-        self.published += 1
-        if not room.members:
-            self._file_idle(room, now)  # freshly used: the last to be evicted
-            return offset, 0
-        return offset, self._fanout(room, frame, exclude=exclude)
+        return offset, frame
 
     def deliver(self, name: str, offset: int, frame: str, *, exclude: str | None = None) -> int:
-        """Fan out a message another node (or the broker) already sequenced.
+        """Fan out a message the broker already sequenced (every message, both modes).
 
-        The distributed mode's counterpart of :meth:`publish`: history lives
-        in the broker, so only the room's head offset is kept here.
+        The memory broker kept it in this room's history (:meth:`sequence`); a
+        distributed one keeps history itself, so only the head offset is set here.
         """
         room = self._rooms.get(name)
         if room is None:

@@ -17,7 +17,6 @@ from wirehub.web.api_auth import add_revoke_route
 from wirehub.web.errors import http_error
 
 if TYPE_CHECKING:
-    from wirehub.core.connection import Connection
     from wirehub.hub import Hub
 
 __all__ = ["MAX_PAGE", "build_api_router"]
@@ -96,18 +95,6 @@ def build_api_router(hub: Hub) -> APIRouter:
             peer=record.peer,
         )
 
-    def local_record(conn: Connection) -> ClientRecord:
-        peer = conn.meta.get("peer")
-        return ClientRecord(
-            id=conn.id,
-            node=node.node_id,
-            kind=conn.kind,
-            rooms=tuple(sorted(conn.rooms)),
-            connected_at=conn.connected_at,
-            peer=None if peer is None else str(peer),
-            queued=conn.queued,
-        )
-
     @router.get("/rooms", tags=["rooms"])
     async def list_rooms(
         response: Response,
@@ -153,12 +140,8 @@ def build_api_router(hub: Hub) -> APIRouter:
         _check_room(room)
         try:
             members = await hub.broker.members(room)
-            if hub.broker.distributed:
-                offset, replay = await hub.broker.history(room, 0, 1)
-                first_offset = replay.first_offset
-            else:
-                offset = node.rooms.get(room).offset
-                first_offset = node.rooms.get(room).history.first_offset
+            offset, replay = await hub.broker.history(room, 0, 1)
+            first_offset = replay.first_offset
         except WirehubError as exc:
             raise http_error(exc) from None
         target = node.rooms.find(room)
@@ -183,26 +166,16 @@ def build_api_router(hub: Hub) -> APIRouter:
         limit: int = Query(MAX_PAGE, ge=1, le=MAX_PAGE, description="Clients in this page"),
         offset: int = Query(0, ge=0, description="Clients to skip, in connection order"),
     ) -> list[ClientInfo]:
-        if hub.broker.distributed:
-            # Every node's clients come from Redis in one read; the page bounds the reply.
-            records = await hub.broker.clients()
-            response.headers["X-Total-Count"] = str(len(records))
-            page = records[offset : offset + limit]
-        else:
-            response.headers["X-Total-Count"] = str(len(node.clients))
-            conns = islice(node.clients.values(), offset, offset + limit)
-            page = [local_record(conn) for conn in conns]
+        # Every node's clients (with Redis, in one read); the page bounds the reply.
+        total, page = await hub.broker.clients(offset, limit)
+        response.headers["X-Total-Count"] = str(total)
         return [client_info(record) for record in page]
 
     @router.get("/clients/{client_id}", tags=["clients"])
     async def get_client(client_id: str) -> ClientInfo:
-        conn = node.clients.get(client_id)
-        if conn is not None:
-            return client_info(local_record(conn))
-        if hub.broker.distributed:
-            for record in await hub.broker.clients():
-                if record.id == client_id:
-                    return client_info(record)
+        record = await hub.broker.client(client_id)
+        if record is not None:
+            return client_info(record)
         raise http_error(NotFound(f"client '{client_id}' is not connected"))
 
     @router.post("/clients/{client_id}/send", tags=["clients"], status_code=202)

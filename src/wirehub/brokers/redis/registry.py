@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from wirehub.brokers.keys import Keys
-from wirehub.brokers.redis_scripts import DELETE_IF_SCRIPT
+from wirehub.brokers.redis import wire
+from wirehub.brokers.redis.scripts import DELETE_IF_SCRIPT
 from wirehub.core.interfaces import ClientRecord
 from wirehub.core.rooms import presence_frame
 
 if TYPE_CHECKING:
     from wirehub.core.connection import Connection
-    from wirehub.core.node import Node
+    from wirehub.core.interfaces import Local
 
 __all__ = ["Registry"]
 
@@ -33,11 +34,11 @@ logger = logging.getLogger("wirehub.broker")
 class Registry:
     """Reads and writes of one node's presence and client records (callers handle outages)."""
 
-    def __init__(self, redis: Any, keys: Keys, node: Node, *, node_ttl: float) -> None:
+    def __init__(self, redis: Any, keys: Keys, local: Local, *, node_ttl: float) -> None:
         self.redis = redis
         self.keys = keys
-        self.node = node
-        self.node_id = node.node_id
+        self.local = local
+        self.node_id = local.node_id
         self._node_b = self.node_id.encode()
         self.node_ttl = node_ttl
         self._delete_if = redis.register_script(DELETE_IF_SCRIPT)
@@ -50,7 +51,7 @@ class Registry:
             pipe.sadd(self.keys.node_presence(self.node_id), f"{room}\t{client_id}")
             if event:
                 frame = presence_frame(room, "join", client_id)
-                pipe.publish(self.keys.room_channel(room), f"P\t{self.node_id}\t{frame}")
+                pipe.publish(self.keys.room_channel(room), wire.presence(self.node_id, frame))
             await pipe.execute()
 
     async def presence_remove(self, room: str, client_id: str, *, event: bool) -> None:
@@ -61,7 +62,7 @@ class Registry:
             pipe.srem(self.keys.node_presence(self.node_id), f"{room}\t{client_id}")
             if removed and event:
                 frame = presence_frame(room, "leave", client_id)
-                pipe.publish(self.keys.room_channel(room), f"P\t{self.node_id}\t{frame}")
+                pipe.publish(self.keys.room_channel(room), wire.presence(self.node_id, frame))
             await pipe.execute()
 
     # -- clients ---------------------------------------------------------------
@@ -81,7 +82,7 @@ class Registry:
             pipe.hset(self.keys.node_clients(self.node_id), conn.id, self.client_record(conn))
             if previous is not None and previous != self._node_b:
                 # Same client_id connected elsewhere before: that node closes it (4409).
-                pipe.publish(self.keys.node_channel(previous.decode()), f"K\t{conn.id}")
+                pipe.publish(self.keys.node_channel(previous.decode()), wire.kick(conn.id))
             await pipe.execute()
 
     async def client_remove(self, client_id: str) -> None:
@@ -131,12 +132,12 @@ class Registry:
         node, keys = self.node_id, self.keys
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.delete(keys.node_presence(node), keys.node_clients(node))
-            for room in self.node.rooms:
+            for room in self.local.local_rooms():
                 if not room.members:
                     continue
                 pipe.hset(keys.presence(room.name), mapping=dict.fromkeys(room.members, node))
                 pipe.sadd(keys.node_presence(node), *[f"{room.name}\t{c}" for c in room.members])
-            for conn in list(self.node.clients.values()):
+            for conn in self.local.local_clients():
                 pipe.hset(keys.clients, conn.id, node)
                 pipe.hset(keys.node_clients(node), conn.id, self.client_record(conn))
             pipe.zadd(keys.nodes, {node: self._deadline()})
@@ -175,7 +176,7 @@ class Registry:
                 if await self._delete_if(keys=[keys.presence(room)], args=[client, dead]):
                     left += 1
                     frame = presence_frame(room, "leave", client)
-                    await r.publish(keys.room_channel(room), f"P\t\t{frame}")
+                    await r.publish(keys.room_channel(room), wire.presence("", frame))
             for client in await r.hkeys(keys.node_clients(dead)):
                 await self._delete_if(keys=[keys.clients], args=[client, dead])
             await r.delete(keys.node_presence(dead), keys.node_clients(dead))

@@ -5,7 +5,7 @@ from __future__ import annotations
 __all__ = ["DELETE_IF_SCRIPT", "PUBLISH_SCRIPT", "SET_MAX_SCRIPT"]
 
 # KEYS: offset, stream. ARGV: frame head (ends with '"offset":'), maxlen,
-# ttl ms, node id, exclude, channel.
+# ttl ms, the M line's prefix (wire.message_prefix), exclude, channel.
 PUBLISH_SCRIPT = """
 local off = redis.call('INCR', KEYS[1])
 local frame = ARGV[1] .. off .. '}'
@@ -25,9 +25,7 @@ if maxlen > 0 then
   end
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
 end
-local tab = '\\t'
-local head = 'M' .. tab .. ARGV[4] .. tab .. ARGV[5] .. tab
-redis.call('PUBLISH', ARGV[6], head .. off .. tab .. frame)
+redis.call('PUBLISH', ARGV[6], ARGV[4] .. off .. '\\t' .. frame)
 return off
 """
 

@@ -24,14 +24,13 @@ from typing import Any
 
 import orjson
 
+from wirehub.brokers.redis import wire
 from wirehub.core.tokens import Revocation
 
-__all__ = ["TAG", "RevocationStore"]
+__all__ = ["RevocationStore"]
 
 logger = logging.getLogger("wirehub.broker")
 
-#: First byte of a revocation notice on the broadcast channel.
-TAG = b"R"
 #: Keys read per round trip when loading.
 _BATCH = 500
 
@@ -55,7 +54,7 @@ class RevocationStore:
         return f"{self.prefix}:revoked:*"
 
     def notice(self, revocation: Revocation) -> bytes:
-        return b"\t".join((TAG, self.node_id.encode(), orjson.dumps(revocation.to_dict())))
+        return wire.revocation(self.node_id, orjson.dumps(revocation.to_dict()))
 
     async def write(self, revocation: Revocation) -> None:
         """Store the key (TTL until ``until``) and tell every node; raises on a Redis failure."""
@@ -103,7 +102,6 @@ class RevocationStore:
         return found
 
     @staticmethod
-    def parse_notice(data: bytes) -> tuple[bytes, Revocation]:
-        """(sending node id, revocation) of a notice."""
-        _, node, body = data.split(b"\t", 2)
-        return node, Revocation.from_dict(orjson.loads(body))
+    def parse(body: bytes) -> Revocation:
+        """The revocation of a notice's body (``wire.decode(...).body``)."""
+        return Revocation.from_dict(orjson.loads(body))
