@@ -6,7 +6,7 @@ Starts real processes: ``wirehub serve`` (embedded runner), then redis-server,
 one ``wirehub worker`` (solo pool) and ``wirehub serve`` with runner = "celery".
 Latency: one job at a time over one WebSocket (submit → job.result). Throughput:
 all jobs submitted at once, time until the last result. Upload: a random file
-sent with ``wirehub.jobs.follow.upload_file`` (1 MiB chunks, 4 in flight).
+sent with ``wirehub.client.upload_file`` (1 MiB chunks, 4 in flight).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 import orjson
 from websockets.asyncio.client import connect
 
-from wirehub.jobs.follow import upload_file
+from wirehub.client import upload_file
 
 HERE = Path(__file__).parent
 #: The benchmark client floods on purpose: no per-connection or per-client rate limits.

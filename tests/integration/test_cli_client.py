@@ -1,12 +1,16 @@
-"""``wirehub send`` and ``wirehub status`` as real subprocesses against a real hub."""
+"""``wirehub send``, ``tail`` and ``status`` as real subprocesses against a real hub."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
+
+import orjson
 
 from support import TIMEOUT
 from wirehub.client import HubClient
+from wirehub.core.protocol import CloseCode
 
 
 async def run_cli(*args: str) -> tuple[int, str, str]:
@@ -57,3 +61,51 @@ async def test_status_prints_tables_of_every_part(hub):
     assert "status-probe" in out and "lobby" in out
     code, _, err = await run_cli("status", "--url", "http://127.0.0.1:1")
     assert code == 1
+
+
+async def test_tail_prints_each_message_once_across_a_drop(hub):
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "wirehub",
+        "tail",
+        "feed",
+        "--url",
+        hub.ws,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "NO_COLOR": "1"},
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+
+    async def line(stream: asyncio.StreamReader) -> str:
+        return (await asyncio.wait_for(stream.readline(), 3 * TIMEOUT)).decode().strip()
+
+    try:
+        assert await line(proc.stderr) == "joined feed at offset 0"
+        await hub.hub.publish("feed", "one")
+        first = orjson.loads(await line(proc.stdout))
+        assert (first["data"], first["offset"]) == ("one", 1)
+        # The hub drops the tail (a missed heartbeat); what is said meanwhile is recovered.
+        (conn,) = [c for c in hub.hub.node.clients.values() if "feed" in c.rooms]
+        hub.hub.node.disconnect(conn, CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout")
+        await hub.hub.publish("feed", "two")
+        await hub.hub.publish("feed", "three")
+        assert await line(proc.stderr) == "disconnected (4002 heartbeat timeout)"
+        printed = [orjson.loads(await line(proc.stdout)) for _ in range(2)]
+        assert [(m["data"], m["offset"]) for m in printed] == [("two", 2), ("three", 3)]
+        assert await line(proc.stderr) == "reconnected; re-joined feed"
+        await hub.hub.publish("feed", "four")
+        assert orjson.loads(await line(proc.stdout))["offset"] == 4  # no duplicates between
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        await proc.wait()
+
+
+async def test_tail_reports_a_refused_room_and_an_unreachable_hub(hub):
+    code, out, err = await run_cli("tail", "two words", "--url", hub.ws)
+    assert code == 1 and out == ""
+    assert "error: bad_request:" in err and "room" in err
+    code, out, err = await run_cli("tail", "feed", "--url", "ws://127.0.0.1:1/ws")
+    assert code == 1 and "error: ws://127.0.0.1:1/ws:" in err

@@ -37,3 +37,30 @@ def test_core_imports_no_web_framework():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+#: Packages only the server needs; the client SDK must work without any of them.
+SERVER_ONLY = ("fastapi", "starlette", "uvicorn", "prometheus_client", "jwt", "celery", "redis")
+
+
+def test_the_client_loads_no_server_package():
+    code = (
+        "import sys, wirehub.client;"
+        f"server = {SERVER_ONLY!r} + ('pydantic',);"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & set(server)),"
+        " sorted(m for m in ('wirehub.web', 'wirehub.hub', 'wirehub.settings') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[] []"
+
+
+def test_the_top_level_package_imports_the_server_only_when_asked():
+    code = (
+        "import sys, wirehub;"
+        f"before = sorted({{m.split('.')[0] for m in sys.modules}} & set({SERVER_ONLY!r}));"
+        "hub, app, settings = wirehub.Hub, wirehub.create_app, wirehub.Settings;"
+        "print(before, hub.__module__, app.__module__, settings.__module__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["[]", "wirehub.hub", "wirehub.web.app", "wirehub.settings"]
+    assert set(wirehub.__all__) <= set(dir(wirehub))
