@@ -59,11 +59,14 @@ class ServerProcess:
         return server
 
     def _read(self) -> None:
+        # Closed here, at its end: a grandchild (a watchdog) may hold it open
+        # after the server is gone, and closing it under this read would block.
         assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            with self._changed:
-                self.lines.append(raw.decode(errors="replace"))
-                self._changed.notify_all()
+        with self.proc.stdout as stdout:
+            for raw in stdout:
+                with self._changed:
+                    self.lines.append(raw.decode(errors="replace"))
+                    self._changed.notify_all()
         with self._changed:
             self._eof = True
             self._changed.notify_all()
@@ -107,8 +110,3 @@ class ServerProcess:
             self.proc.wait(TIMEOUT)
         if self._reader is not None:
             self._reader.join(TIMEOUT)
-        if self.proc.stdout is not None and not self._reader_alive():
-            self.proc.stdout.close()
-
-    def _reader_alive(self) -> bool:
-        return self._reader is not None and self._reader.is_alive()

@@ -15,7 +15,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from websockets.exceptions import WebSocketException
 
 from wirehub.errors import ConfigError, WirehubError
 from wirehub.extras import require as require_extra
@@ -47,6 +46,15 @@ def serve(
     port: Annotated[
         int | None, typer.Option(help="Port (default 8000; 0 picks a free one)")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=256,
+            help="Hub processes on the port, sharing rooms through Redis (default 1; "
+            "without redis.url a private redis-server is started)",
+        ),
+    ] = None,
 ) -> None:
     """Run the hub (uvicorn, uvloop, httptools)."""
     try:
@@ -55,6 +63,13 @@ def serve(
         err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
     configure(settings.server.log_level)
+    count = workers or settings.server.workers
+    if count > 1:
+        from wirehub.workers import serve_workers
+
+        _warn_if_public(host or settings.server.host, settings.auth.mode)
+        code = serve_workers(settings, workers=count, config=config, host=host, port=port)
+        raise typer.Exit(code)
     from wirehub.server import build_server
 
     try:
@@ -63,18 +78,21 @@ def serve(
         # A missing extra, a codec or policy that does not import: one line, exit 1.
         err.print(f"wirehub: {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
-    bind = server.config.host
+    _warn_if_public(server.config.host, settings.auth.mode)
+    server.run()
+    if server.failed:
+        raise typer.Exit(1)  # the start failed (the reason was logged)
+
+
+def _warn_if_public(bind: str, auth_mode: str) -> None:
     if not _is_loopback(bind):
         logger.warning("binding to %s: the hub is reachable from the network", bind)
-        if settings.auth.mode == "none":
+        if auth_mode == "none":
             logger.warning(
                 "auth = 'none' on %s: anyone who reaches it may connect as any client id "
                 "and use the HTTP API; see docs/security.md",
                 bind,
             )
-    server.run()
-    if server.failed:
-        raise typer.Exit(1)  # the start failed (the reason was logged)
 
 
 @app.command("tcp-send")
@@ -151,37 +169,70 @@ async def _tcp_send(host: str, port: int, wait: float) -> None:
 def tail(
     room: Annotated[str, typer.Argument(help="Room to follow, e.g. tcp:sensors or $bridges")],
     url: Annotated[str, typer.Option(help="The hub's WebSocket URL")] = "ws://127.0.0.1:8000/ws",
+    since: Annotated[
+        int | None, typer.Option(help="First print the messages after this offset (0: all kept)")
+    ] = None,
+    reconnect: Annotated[
+        bool, typer.Option(help="Reconnect after a drop and print what was missed")
+    ] = True,
 ) -> None:
     """Print a room's messages live, one JSON line each (Ctrl-C to stop)."""
     try:
-        asyncio.run(_tail(room, url))
+        asyncio.run(_tail(room, url, since, reconnect))
     except KeyboardInterrupt:
         pass
-    except (OSError, WebSocketException) as exc:
-        err.print(f"[red]error:[/red] {url}: {exc}", highlight=False)
+    except WirehubError as exc:
+        err.print(f"[red]error:[/red] {exc.code}: {escape(str(exc))}", highlight=False)
+        raise typer.Exit(1) from None
+    except _client_errors() as exc:
+        err.print(f"[red]error:[/red] {url}: {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
 
 
-async def _tail(room: str, url: str) -> None:
+async def _tail(room: str, url: str, since: int | None, reconnect: bool) -> None:
     import orjson
-    from websockets.asyncio.client import connect
 
-    async with connect(url, max_size=2**24) as ws:
-        await ws.send(orjson.dumps({"type": "join", "room": room, "ref": "tail"}).decode())
-        async for raw in ws:
-            frame = orjson.loads(raw)
-            kind = frame.get("type")
-            if kind == "message":
-                sys.stdout.write(orjson.dumps(frame).decode() + "\n")
-                sys.stdout.flush()
-            elif kind == "joined":
-                err.print(f"joined {room} at offset {frame['offset']}", highlight=False)
-            elif kind == "ping":
-                await ws.send('{"type":"pong"}')
-            elif kind == "error":
-                err.print(f"[red]error:[/red] {frame.get('message')}", highlight=False)
-                raise typer.Exit(1)
+    from wirehub.client import HubClient
+
+    async with HubClient(url, reconnect=reconnect) as hub:
+
+        def on_disconnect(frame: dict[str, object]) -> None:
+            why = f"{frame['code']} {frame['reason']}".strip()
+            err.print(f"disconnected ({why})", highlight=False)
+
+        def on_reconnect(frame: dict[str, object]) -> None:
+            err.print(f"reconnected; re-joined {room}", highlight=False)
+
+        hub.on("disconnect", on_disconnect)
+        hub.on("reconnect", on_reconnect)
+        async with hub.messages(room) as stream:
+            joined = await hub.join(room, since=since)
+            err.print(f"joined {room} at offset {joined['offset']}", highlight=False)
+            closed = asyncio.ensure_future(hub.wait_closed())
+            try:
+                while True:
+                    frame = asyncio.ensure_future(stream.get())
+                    await asyncio.wait([frame, closed], return_when=asyncio.FIRST_COMPLETED)
+                    if not frame.done():
+                        frame.cancel()
+                        break
+                    sys.stdout.write(orjson.dumps(frame.result()).decode() + "\n")
+                    sys.stdout.flush()
+            finally:
+                closed.cancel()
+            while (rest := stream.get_nowait()) is not None:  # what came before the end
+                sys.stdout.write(orjson.dumps(rest).decode() + "\n")
+            sys.stdout.flush()
+        if hub.error is not None:
+            raise hub.error
         err.print("connection closed by the hub", highlight=False)
+
+
+def _client_errors() -> tuple[type[Exception], ...]:
+    """What the client raises when the hub cannot be reached or refuses the handshake."""
+    from wirehub.client import CONNECT_ERRORS
+
+    return CONNECT_ERRORS
 
 
 @app.command()
@@ -195,7 +246,6 @@ def send(
     import orjson
 
     from wirehub.client import HubClient
-    from wirehub.errors import WirehubError
 
     try:
         value = orjson.loads(data)
@@ -212,7 +262,7 @@ def send(
     except WirehubError as exc:
         err.print(f"[red]error:[/red] {exc.code}: {exc}", highlight=False)
         raise typer.Exit(1) from None
-    except (OSError, TimeoutError, WebSocketException) as exc:
+    except _client_errors() as exc:
         err.print(f"[red]error:[/red] {url}: {exc}", highlight=False)
         raise typer.Exit(1) from None
     print(f"published to {room} at offset {offset}")
@@ -295,15 +345,14 @@ def _print_final(event: dict[str, object]) -> None:
 
 
 def _run_client(coro_factory: object, url: str) -> dict[str, object]:
-    from wirehub.jobs.follow import JobError
-
+    """Run one client call; a refusal or an unreachable hub is one line on stderr, exit 1."""
     try:
         return asyncio.run(coro_factory())  # type: ignore[operator]
-    except JobError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+    except WirehubError as exc:
+        err.print(f"[red]error:[/red] {exc.code}: {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
-    except (OSError, WebSocketException) as exc:
-        err.print(f"[red]error:[/red] {url}: {exc}", highlight=False)
+    except _client_errors() as exc:
+        err.print(f"[red]error:[/red] {url}: {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
 
 
@@ -317,7 +366,7 @@ def jobs_submit(
     """Submit a job; with --follow show a progress bar and print its result."""
     from rich.progress import Progress
 
-    from wirehub.jobs.follow import output_items, submit_job
+    from wirehub.client import output_items, submit_job
 
     args = _job_args(arg)
     with Progress(console=err, transient=True, disable=not follow) as bar:
@@ -352,7 +401,7 @@ def upload(
     """Upload a file over WebSocket in chunks, then print its job's result."""
     from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 
-    from wirehub.jobs.follow import upload_file
+    from wirehub.client import upload_file
 
     args = _job_args(arg)
     columns = (*Progress.get_default_columns()[:2], DownloadColumn(), TransferSpeedColumn())

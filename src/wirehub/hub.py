@@ -120,9 +120,21 @@ class Hub:
     threads. Its parts are attributes: ``hub.jobs``, ``hub.services``, ``hub.bridges``
     and ``hub.uploads``; ``hub.settings`` is what it was built from. Building it opens
     nothing: ports, processes and Redis wait for :meth:`start`.
+
+    ``broker`` (a :class:`~wirehub.core.interfaces.Broker`), ``runner`` (a
+    :class:`~wirehub.jobs.api.JobRunner`) and ``store`` (the upload
+    :class:`~wirehub.uploads.stores.SpoolStore`) replace the ones the settings name,
+    for tests and for parts of your own (docs/architecture.md).
     """
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        broker: Broker | None = None,
+        runner: JobRunner | None = None,
+        store: SpoolStore | None = None,
+    ) -> None:
         self.settings = settings or Settings()
         limits = self.settings.limits
         self.node_id = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -150,8 +162,9 @@ class Hub:
         self.node.authorize = self.auth.authorize if self.auth.enabled else None
         #: Offsets, history, presence and routing across nodes: in memory, or
         #: Redis when ``redis_url`` is set (the distributed mode).
-        self.broker: Broker = self._build_broker()
-        self._remote: Broker | None = self.broker if self.broker.distributed else None
+        #: ``broker``, ``runner`` and ``store`` given here replace the configured ones.
+        self.broker: Broker = broker if broker is not None else self._build_broker()
+        self.node.use_broker(self.broker)
         self.started_at: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -175,11 +188,10 @@ class Hub:
             publish=self.publish,
         )
         self.components.insert(0, self.services)
-        if self._remote is not None:
-            # The broker starts before anything can publish, and stops last.
-            self.components.insert(0, self._remote)  # type: ignore[arg-type]
+        # The broker starts before anything can publish, and stops last.
+        self.components.insert(0, self.broker)  # type: ignore[arg-type]
         # Jobs and uploads start after services, before bridges.
-        self.jobs, self.uploads = self._build_jobs()
+        self.jobs, self.uploads = self._build_jobs(runner, store)
         self.components += [self.jobs, self.uploads]
         #: Token expiry/refresh/revocation and the grants of direct, jobs and uploads.
         self.tokens = self._build_tokens()
@@ -200,8 +212,7 @@ class Hub:
         cfg = self.settings.redis
         if self.settings.redis_url:
             require_extra("redis", "the Redis broker (redis_url)")
-        broker = create_broker(
-            self.node,
+        return create_broker(
             self.settings.redis_url,
             prefix=cfg.prefix,
             node_heartbeat=cfg.node_heartbeat,
@@ -210,9 +221,6 @@ class Hub:
             op_timeout=cfg.op_timeout,
             reconnect_cap=cfg.reconnect_cap,
         )
-        if broker.distributed:
-            self.node.attach_broker(broker)
-        return broker
 
     def _build_tokens(self) -> TokenLifecycle:
         """The token lifecycle (auth_session.py), hooked into the node and the broker."""
@@ -225,22 +233,24 @@ class Hub:
             self.auth, self.node, self.settings.auth, job_owner=job_owner
         )
         tokens.install()
-        remote = self._remote
-        if remote is not None and hasattr(remote, "share_revocation"):
-            remote.on_revoke = tokens.apply  # type: ignore[attr-defined]
-            tokens.share = remote.share_revocation  # type: ignore[attr-defined]
+        broker = self.broker
+        if hasattr(broker, "share_revocation"):  # a broker that shares revocations
+            broker.on_revoke = tokens.apply  # type: ignore[attr-defined]
+            tokens.share = broker.share_revocation  # type: ignore[attr-defined]
         return tokens
 
-    def _build_jobs(self) -> tuple[Jobs, Uploads]:
-        """The job runner named in ``[jobs]`` and the upload handler that feeds it."""
+    def _build_jobs(
+        self, runner: JobRunner | None, store: SpoolStore | None
+    ) -> tuple[Jobs, Uploads]:
+        """The job runner named in ``[jobs]`` (unless given to ``Hub()``) and the upload
+        handler that feeds it."""
         cfg, up = self.settings.jobs, self.settings.uploads
-        runner: JobRunner
-        if cfg.runner == "celery":
+        if runner is None and cfg.runner == "celery":
             require_extra("celery", "the Celery runner")
             from wirehub.jobs.celery import CeleryRunner
 
             runner = CeleryRunner.from_settings(self.settings)
-        else:
+        elif runner is None:
             runner = LocalRunner(
                 concurrency=cfg.concurrency,
                 result_ttl=cfg.result_ttl,
@@ -249,12 +259,13 @@ class Hub:
         jobs = Jobs(
             runner, publish=self.publish, send_frame=self.node.send_frame, modules=cfg.modules
         )
-        store = SpoolStore(
-            up.dir,
-            expire_after=up.expire_after,
-            keep_after=up.keep_after,
-            shared=cfg.runner == "celery",
-        )
+        if store is None:
+            store = SpoolStore(
+                up.dir,
+                expire_after=up.expire_after,
+                keep_after=up.keep_after,
+                shared=cfg.runner == "celery",
+            )
         uploads = Uploads(
             store,
             jobs=jobs,
@@ -343,9 +354,7 @@ class Hub:
         for adapters and components: the frame is encoded once and never waits for
         a slow member.
         """
-        if self._remote is None:
-            return self.node.publish(room, sender, data, exclude=exclude)
-        return await self._remote.publish(room, sender, data, exclude=exclude)
+        return await self.node.publish_async(room, sender, data, exclude=exclude)
 
     async def send(self, client_id: str, data: Any, *, sender: str = SERVER_ID) -> None:
         """Send ``data`` to one client (on any node) as a ``direct`` frame; NotFound if absent.
@@ -354,12 +363,8 @@ class Hub:
         not kept: a client that is offline or reconnecting never gets it (publish to
         a room the client joins when a message must survive a reconnect).
         """
-        if self._remote is None:
-            sent = self.node.send_direct(client_id, sender, data)
-        else:
-            frame = {"type": "direct", "from": sender, "data": data}
-            sent = await self._remote.send(client_id, frame)
-        if not sent:
+        frame = {"type": "direct", "from": sender, "data": data}
+        if not await self.broker.send(client_id, frame):
             raise NotFound(f"client '{client_id}' is not connected", to=client_id)
 
     async def broadcast(self, data: Any, *, sender: str = SERVER_ID) -> int:
@@ -370,9 +375,7 @@ class Hub:
         Redis, the other nodes' share is their client count).
         """
         frame = {"type": "broadcast", "from": sender, "data": data}
-        if self._remote is None:
-            return self.node.broadcast(frame)
-        return await self._remote.broadcast(frame)
+        return await self.broker.broadcast(frame)
 
     async def disconnect(self, client_id: str, reason: str = "disconnected by the server") -> None:
         """Close a client of this node with code 4003 (kicked) and ``reason``.

@@ -67,6 +67,7 @@ class SignalRelay:
         self._originals: dict[int, Handler] = {}
         self._received: list[int] = []
         self._handed_over = False
+        self._forced = False
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -95,12 +96,15 @@ class SignalRelay:
                 signal.signal(sig, handler)
 
     async def close(self) -> None:
-        """The hub stops on its own (no signal): uninstall; a drain under way is let finish."""
+        """Uninstall; a drain under way is let finish, or cancelled after a second Ctrl-C."""
         self.uninstall()
         task = self._task
-        if task is not None and task is not asyncio.current_task() and not task.done():
-            with contextlib.suppress(Exception):
-                await asyncio.shield(task)
+        if task is None or task is asyncio.current_task() or task.done():
+            return
+        if self._forced:
+            task.cancel()  # the server is quitting now: so do we
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.shield(task)
 
     def _on_signal(self, sig: int, frame: FrameType | None) -> None:
         # A Python signal handler: it runs in the main thread between two
@@ -108,6 +112,7 @@ class SignalRelay:
         if self._received:
             if sig == signal.SIGINT:
                 logger.info("second interrupt: handing shutdown to the server now")
+                self._forced = True
                 self._hand_over([*self._received, sig])
             return
         self._received.append(sig)
