@@ -1,13 +1,21 @@
 """Load generator for bench/fanout.py: many WebSocket clients in one process.
 
-The clients are a minimal RFC 6455 implementation on a raw asyncio Protocol
-(uvloop): server frames are parsed straight from the receive buffer and client
-frames are masked with a zero key. The websockets library's own client costs
-several times more CPU per received frame, and on a 2-core machine the load
-generator competes with the server for the same cores: the cheaper the client,
-the more of the machine the server under test gets.
+Two clients, chosen with ``--client``: ``picows`` (the default when picows is
+installed: bench/loadgen_picows.py, frames parsed in C) and ``raw``, a minimal
+RFC 6455 implementation on a raw asyncio Protocol (uvloop) whose server frames
+are parsed in Python straight from the receive buffer and whose client frames
+are masked with a zero key. The websockets library's own client costs several
+times more CPU per received frame, and on a 2-core machine the load generator
+has one core and the server the other: the cheaper the client, the less the
+load generator caps what a server can show. bench/fanout.py prints the load
+generator's CPU per delivery so the choice can be checked.
 
-Three roles, driven by bench/fanout.py over stdin/stdout (one JSON object per
+``--batch``: connect with ``/ws?batch=1`` and treat every text frame as one or
+more newline-delimited JSON messages (the batched-frames mode a server may
+offer; it says so with ``"batch": true`` in ``welcome``, which the ``probe``
+role reports).
+
+Four roles, driven by bench/fanout.py over stdin/stdout (one JSON object per
 line on stdout; ``go`` / ``stop`` lines on stdin):
 
 * ``sub``: N subscribers join the room, print ``ready``; record the latency of
@@ -20,9 +28,11 @@ line on stdout; ``go`` / ``stop`` lines on stdin):
 * ``pub``: one publisher joins, prints ``ready``, waits for ``go``, publishes
   ``--count`` messages either with ``--window`` publishes awaiting their ``ack``
   (as fast as the server takes them) or at a fixed ``--rate`` per second, then
-  prints ``result``.
+  prints ``result`` and waits for ``stop``.
 * ``idle``: N clients connect and join, print ``ready``, then hold their sockets
   until ``stop``.
+* ``probe``: one client connects and joins, prints ``probe`` with the server's
+  ``welcome`` frame (``null`` if it sent none before ``joined``), and exits.
 """
 
 from __future__ import annotations
@@ -40,6 +50,11 @@ from typing import Any
 
 import orjson
 import uvloop
+
+try:
+    from loadgen_picows import PicowsClient
+except ImportError:  # picows is in the ``bench`` extra; the raw client needs nothing
+    PicowsClient = None  # type: ignore[assignment,misc]
 
 __all__ = ["Client", "main"]
 
@@ -61,11 +76,12 @@ def client_frame(opcode: int, payload: bytes) -> bytes:
 class Client(asyncio.Protocol):
     """One WebSocket client: handshake, frame parser, callbacks into its owner."""
 
-    def __init__(self, owner: Any, client_id: str, host: str, port: int) -> None:
+    def __init__(self, owner: Any, client_id: str, host: str, port: int, batch: bool) -> None:
         self.owner = owner
         self.id = client_id
         self.host = host
         self.port = port
+        self.batch = batch
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
         self.open = False
@@ -76,7 +92,11 @@ class Client(asyncio.Protocol):
         self.error: str | None = None
         self.received = 0
         self.paused = False
-        self.latencies = owner.latencies if hasattr(owner, "latencies") else None
+        self.welcome: dict[str, Any] | None = None
+
+    async def connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.create_connection(lambda: self, self.host, self.port)
 
     # -- asyncio.Protocol ------------------------------------------------------
 
@@ -84,7 +104,8 @@ class Client(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         key = base64.b64encode(os.urandom(16)).decode()
         request = (
-            f"GET /ws?client_id={self.id} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"GET /ws?client_id={self.id}{'&batch=1' if self.batch else ''} HTTP/1.1\r\n"
+            f"Host: {self.host}:{self.port}\r\n"
             "Upgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
         )
@@ -121,6 +142,7 @@ class Client(asyncio.Protocol):
         pos = 0
         n = len(buf)
         on_text = self.owner.on_text
+        batch = self.batch
         while n - pos >= 2:
             b0 = buf[pos]
             length = buf[pos + 1] & 0x7F
@@ -142,7 +164,12 @@ class Client(asyncio.Protocol):
             payload = buf[pos + header : end]
             pos = end
             if opcode == 1:
-                on_text(self, payload, now)
+                if batch:
+                    for part in payload.split(b"\n"):
+                        if part:
+                            on_text(self, part, now)
+                else:
+                    on_text(self, payload, now)
             elif opcode == 9:
                 self.transport.write(client_frame(0xA, bytes(payload)))  # type: ignore[union-attr]
             elif opcode == 8:
@@ -159,24 +186,37 @@ class Client(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(client_frame(0x1, orjson.dumps(obj)))
 
+    def pause_reading(self) -> None:
+        self.transport.pause_reading()  # type: ignore[union-attr]
+
+    def resume_reading(self) -> None:
+        self.transport.resume_reading()  # type: ignore[union-attr]
+
     def abort(self) -> None:
         if self.transport is not None:
             self.transport.abort()
 
 
-async def connect_all(
-    owner: Any, prefix: str, count: int, host: str, port: int, room: str, *, parallel: int = 100
-) -> list[Client]:
+def client_class(name: str) -> Any:
+    if name == "picows":
+        if PicowsClient is None:
+            raise SystemExit("--client picows needs picows: pip install -e '.[bench]'")
+        return PicowsClient
+    return Client
+
+
+async def connect_all(owner: Any, count: int, room: str, *, parallel: int = 100) -> list[Any]:
     """Open ``count`` clients and join them to ``room``, ``parallel`` handshakes at a time."""
-    loop = asyncio.get_running_loop()
+    args = owner.args
+    cls = client_class(args.client)
     sem = asyncio.Semaphore(parallel)
 
-    async def one(i: int) -> Client:
+    async def one(i: int) -> Any:
         async with sem:
-            client = Client(owner, f"{prefix}-{i}", host, port)
             for attempt in range(5):
+                client = cls(owner, f"{args.prefix}-{i}", args.host, args.port, args.batch)
                 try:
-                    await loop.create_connection(lambda c=client: c, host, port)
+                    await client.connect()
                     break
                 except OSError:
                     if attempt == 4:
@@ -253,11 +293,11 @@ class Subscribers:
     async def run(self) -> None:
         args = self.args
         stdin = await stdin_lines()
-        clients = await connect_all(self, args.prefix, args.clients, args.host, args.port, "bench")
+        clients = await connect_all(self, args.clients, "bench")
         paused = clients[: args.paused]
         for client in paused:
             client.paused = True
-            client.transport.pause_reading()  # type: ignore[union-attr]
+            client.pause_reading()
         if self.reading == 0 and not self.done.done():
             self.done.set_result(None)
         emit({"event": "ready", "clients": len(clients)})
@@ -269,7 +309,7 @@ class Subscribers:
         # Paused subscribers read again: did the server close them meanwhile?
         for client in paused:
             with contextlib.suppress(Exception):
-                client.transport.resume_reading()  # type: ignore[union-attr]
+                client.resume_reading()
         if paused:
             await asyncio.wait([c.lost for c in paused], timeout=args.paused_wait)
         reading = clients[args.paused :]
@@ -344,7 +384,7 @@ class Publisher:
     async def run(self) -> None:
         args = self.args
         stdin = await stdin_lines()
-        [self.client] = await connect_all(self, args.prefix, 1, args.host, args.port, "bench")
+        [self.client] = await connect_all(self, 1, "bench")
         emit({"event": "ready"})
         await wait_for_line(stdin, "go")
         started = time.time()
@@ -376,6 +416,9 @@ class Publisher:
                 "acked": self.acked,
             }
         )
+        # Stay until ``stop`` (or stdin closes) so the caller can still read this
+        # process's CPU time at the end of its measured window.
+        await wait_for_line(stdin, "stop")
         self.client.abort()
 
 
@@ -396,12 +439,32 @@ class Idle:
     async def run(self) -> None:
         args = self.args
         stdin = await stdin_lines()
-        clients = await connect_all(self, args.prefix, args.clients, args.host, args.port, "idle")
+        clients = await connect_all(self, args.clients, "idle")
         emit({"event": "ready", "clients": len(clients)})
         await wait_for_line(stdin, "stop")
         emit({"event": "result", "open": sum(1 for c in clients if not c.lost.done())})
         for client in clients:
             client.abort()
+
+
+class Probe:
+    """The ``probe`` role: what does the server's ``welcome`` say (e.g. ``"batch": true``)?"""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+
+    def on_text(self, client: Any, payload: bytearray, now: float) -> None:
+        frame = orjson.loads(payload)
+        kind = frame.get("type")
+        if kind == "welcome" and client.welcome is None:
+            client.welcome = frame
+        elif kind == "joined" and not client.joined.done():
+            client.joined.set_result(None)
+
+    async def run(self) -> None:
+        [client] = await connect_all(self, 1, "probe")
+        emit({"event": "probe", "welcome": client.welcome})
+        client.abort()
 
 
 def raise_fd_limit() -> None:
@@ -412,10 +475,19 @@ def raise_fd_limit() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("role", choices=["sub", "pub", "idle"])
+    parser.add_argument("role", choices=["sub", "pub", "idle", "probe"])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--prefix", default="c")
+    parser.add_argument(
+        "--client",
+        choices=["picows", "raw"],
+        default="picows" if PicowsClient is not None else "raw",
+        help="picows (C frame parser; the default when installed) or raw (pure-Python parser)",
+    )
+    parser.add_argument(
+        "--batch", action="store_true", help="connect with ?batch=1, split frames on newlines"
+    )
     parser.add_argument("--clients", type=int, default=1)
     parser.add_argument("--expect", type=int, default=0, help="sub: messages per subscriber")
     parser.add_argument("--paused", type=int, default=0, help="sub: subscribers that stop reading")
@@ -428,7 +500,7 @@ def main() -> None:
     parser.add_argument("--stall", type=float, default=10.0, help="pub: give up after s w/o ack")
     args = parser.parse_args()
     raise_fd_limit()
-    role = {"sub": Subscribers, "pub": Publisher, "idle": Idle}[args.role]
+    role = {"sub": Subscribers, "pub": Publisher, "idle": Idle, "probe": Probe}[args.role]
 
     async def run() -> None:
         await role(args).run()
