@@ -85,11 +85,15 @@ async def test_ids_stay_whole_in_narrow_tables(hub_server, new_page):
     cell = f'tr[data-job="{job_id}"][data-state="succeeded"] td:first-child'
     await page.wait_for_selector(cell, timeout=WAIT)
     await page.wait_for_selector('#clients tr[data-client^="dashboard-"]', timeout=WAIT)
-    # The number of line boxes the text takes: 1 means it did not wrap.
-    lines = """el => { const r = document.createRange(); r.selectNodeContents(el);
-                       return r.getClientRects().length; }"""
-    assert await page.eval_on_selector(cell, lines) == 1
-    assert await page.eval_on_selector('#clients tr[data-client^="dashboard-"] td', lines) == 1
+    # The number of line boxes the text takes: 1 means it did not wrap. The tables
+    # are re-rendered live, so the cell is looked up afresh on every poll (a detached
+    # cell has no boxes); a wrapped id keeps 2 and times out.
+    one_line = """sel => { const el = document.querySelector(sel); if (!el) return false;
+                           const r = document.createRange(); r.selectNodeContents(el);
+                           return r.getClientRects().length === 1; }"""
+    await page.wait_for_function(one_line, arg=cell, timeout=WAIT)
+    client_cell = '#clients tr[data-client^="dashboard-"] td'
+    await page.wait_for_function(one_line, arg=client_cell, timeout=WAIT)
     assert await page.inner_text(cell) == job_id  # whole, not cut, at this width
 
 
