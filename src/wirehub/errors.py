@@ -1,7 +1,10 @@
 """The one error tree of wirehub.
 
 Every error a peer can cause maps to a wire ``code`` that ends up in an
-``error`` frame (WebSocket), a JSON body (HTTP) or an event (TCP bridges)::
+``error`` frame (WebSocket), a JSON body (HTTP) or an event (TCP bridges);
+every error class of the package is here, including the ones its parts raise
+(re-exported where they are used: ``wirehub.services``, ``wirehub.bridges``,
+``wirehub.client``, ``wirehub.jobs.local``, ``wirehub.web.handshake``)::
 
     WirehubError                 code
     ├── BadRequest               bad_request     malformed frame, ill-typed field
@@ -13,7 +16,14 @@ Every error a peer can cause maps to a wire ``code`` that ends up in an
     ├── LimitExceeded            limit_exceeded  rooms per connection, members per room
     ├── RateLimited              rate_limited    too many frames per second
     ├── Conflict                 conflict        state does not allow it (duplicate id…)
-    └── ConfigError              config_error    invalid settings, caught at start
+    ├── ConfigError              config_error    invalid settings, caught at start
+    ├── CodecError               codec_error     a TCP bridge's decoder/encoder failed on a frame
+    ├── ServiceError             service_error   a service could not be started or made ready
+    ├── JobFailure               job_error       a job's own exception, across a thread/process
+    ├── Refused                  (its error's)   a WebSocket handshake refused with an HTTP status
+    ├── Disconnected             disconnected    client: the socket went away before the reply
+    │   └── TokenRevoked         revoked         client: the hub revoked the token (4403)
+    └── JobFailed                job_failed      client: the job ended failed or cancelled
 
 Raise them from handlers (``@hub.on``) to answer a peer with that code; the
 message is shown to the peer as is, so it must not contain secrets.
@@ -25,12 +35,19 @@ from typing import Any
 
 __all__ = [
     "BadRequest",
+    "CodecError",
     "ConfigError",
     "Conflict",
+    "Disconnected",
     "Forbidden",
+    "JobFailed",
+    "JobFailure",
     "LimitExceeded",
     "NotFound",
     "RateLimited",
+    "Refused",
+    "ServiceError",
+    "TokenRevoked",
     "TooLarge",
     "Unauthorized",
     "UnknownType",
@@ -104,3 +121,73 @@ class Conflict(WirehubError):
 
 class ConfigError(WirehubError):
     code = "config_error"
+
+
+class CodecError(WirehubError):
+    """A TCP bridge's decoder or encoder failed on one frame: that frame, never the bridge."""
+
+    code = "codec_error"
+    http_status = 400
+
+
+class ServiceError(WirehubError):
+    """A service could not be started or made ready; the message names it and its last lines."""
+
+    code = "service_error"
+    http_status = 503
+
+
+class JobFailure(WirehubError):
+    """A job's own exception, carried across a thread or process boundary.
+
+    ``type_name`` is the original exception's class name (``ValueError``,
+    ``WorkerLost``…), which a job's ``error`` reports alongside the message.
+    """
+
+    code = "job_error"
+
+    def __init__(self, type_name: str, message: str) -> None:
+        super().__init__(message)
+        self.type_name = type_name
+
+
+class Refused(WirehubError):
+    """A WebSocket handshake refused before it was accepted: an HTTP ``status`` and why.
+
+    Its ``code`` and wire form are those of ``error``, the error behind the
+    refusal (``Unauthorized`` for 401, ``Forbidden`` for 403…).
+    """
+
+    def __init__(self, status: int, error: WirehubError) -> None:
+        super().__init__(error.message)
+        self.status = status
+        self.http_status = status
+        self.error = error
+        self.code = error.code
+
+    def to_wire(self) -> dict[str, Any]:
+        return self.error.to_wire()
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """Extra response headers: a 401 names the scheme (``WWW-Authenticate: Bearer``)."""
+        if self.status == 401:
+            return [(b"www-authenticate", b'Bearer realm="wirehub"')]
+        return []
+
+
+class Disconnected(WirehubError):
+    """Client: the connection went away before the hub answered (or the client is closed)."""
+
+    code = "disconnected"
+
+
+class TokenRevoked(Disconnected):
+    """Client: the hub revoked this client's token or subject (close 4403): no reconnect."""
+
+    code = "revoked"
+
+
+class JobFailed(WirehubError):
+    """Client: the job ended ``failed`` (or ``cancelled``); ``state`` and ``error`` tell why."""
+
+    code = "job_failed"

@@ -221,7 +221,7 @@ async def test_tcp_devices_reach_websocket_rooms_and_back(tmp_path, ws_client):
             assert all(set(r) == {"sensor", "temp", "humidity"} and r["sensor"] == 7
                        and 18 <= r["temp"] <= 26 for r in binary)  # fmt: skip
             # `wirehub tail plant` printed the same four messages, one JSON line each.
-            await tail.line(r'^\{"type":"message".*"offset":4,', start=1)
+            await tail.line(r'^\{"type":"message".*"offset":4[,}]', start=1)
             tailed = [orjson.loads(line) for line in tail.lines if line.startswith("{")]
             assert [m["offset"] for m in tailed] == [1, 2, 3, 4]
             tailed_by_sender = collections.defaultdict(list)

@@ -15,6 +15,9 @@ from wirehub.errors import NotFound
 class Recorder:
     kind = "ws"
 
+    def try_write(self, out):
+        return False  # no fast path: every frame goes through send
+
     async def send(self, frame):
         pass
 
@@ -30,7 +33,7 @@ def peer(client_id: str) -> Connection:
 
 
 def queued(conn: Connection) -> list[dict]:
-    return [orjson.loads(f) for f in conn._queue]
+    return [orjson.loads(f.text) for f in conn._queue]
 
 
 async def test_memory_broker_sequences_and_keeps_history_through_the_node():

@@ -19,6 +19,7 @@ from support import TIMEOUT
 from wirehub.core.connection import Connection
 from wirehub.core.heartbeat import PING_FRAME, Heartbeat
 from wirehub.core.node import Node
+from wirehub.core.outbound import Outbound
 from wirehub.core.protocol import CloseCode
 
 
@@ -28,8 +29,11 @@ class MemoryTransport:
         self.sent: list[str | bytes] = []
         self.closed: tuple[int, str] | None = None
 
-    async def send(self, frame: str | bytes) -> None:
-        self.sent.append(frame)
+    def try_write(self, out: Outbound) -> bool:
+        return False  # no fast path: every frame goes through send
+
+    async def send(self, frame: Outbound) -> None:
+        self.sent.append(frame.text)
 
     async def close(self, code: int, reason: str) -> None:
         self.closed = (code, reason)
@@ -70,7 +74,7 @@ def sent_to(conn: Connection) -> MemoryTransport:
 
 def pings(conn: Connection) -> int:
     """Pings written to ``conn`` so far, queued ones included."""
-    return sent_to(conn).sent.count(PING_FRAME) + list(conn._queue).count(PING_FRAME)
+    return sent_to(conn).sent.count(PING_FRAME) + [f.text for f in conn._queue].count(PING_FRAME)
 
 
 def heartbeat(node: Node, clock: Clock, **bounds: float) -> Heartbeat:

@@ -9,6 +9,7 @@ import orjson
 
 from wirehub.brokers import MemoryBroker
 from wirehub.core.connection import Connection
+from wirehub.core.outbound import Outbound
 from wirehub.hub import Hub
 from wirehub.jobs.local import LocalRunner
 from wirehub.settings import load_settings
@@ -23,8 +24,11 @@ class Sink:
     def __init__(self) -> None:
         self.sent: list[str] = []
 
-    async def send(self, frame: str) -> None:
-        self.sent.append(frame)
+    def try_write(self, out: Outbound) -> bool:
+        return False  # no fast path: every frame goes through send
+
+    async def send(self, frame: Outbound) -> None:
+        self.sent.append(frame.text)  # type: ignore[arg-type]
 
     async def close(self, code: int, reason: str) -> None:
         pass

@@ -16,6 +16,7 @@ import pytest
 
 from wirehub.core.connection import Connection
 from wirehub.core.node import Node
+from wirehub.core.outbound import Outbound
 from wirehub.core.protocol import CloseCode, encode
 from wirehub.core.rooms import MAX_MEMBERS_LISTED, RoomPolicy
 from wirehub.errors import Forbidden, WirehubError
@@ -30,8 +31,11 @@ class MemoryTransport:
         self.sent: list[str | bytes] = []
         self.closed: tuple[int, str] | None = None
 
-    async def send(self, frame: str | bytes) -> None:
-        self.sent.append(frame)
+    def try_write(self, out: Outbound) -> bool:
+        return False  # no fast path: every frame goes through send
+
+    async def send(self, frame: Outbound) -> None:
+        self.sent.append(frame.text)
 
     async def close(self, code: int, reason: str) -> None:
         self.closed = (code, reason)

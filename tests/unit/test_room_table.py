@@ -20,6 +20,9 @@ from wirehub.errors import LimitExceeded
 class Recorder:
     kind = "ws"
 
+    def try_write(self, out):
+        return False  # no fast path: every frame goes through send
+
     async def send(self, frame):
         pass
 

@@ -30,19 +30,12 @@ from typing import Any
 
 import orjson
 
-from wirehub.errors import BadRequest, ConfigError, WirehubError
+from wirehub.errors import BadRequest, CodecError, ConfigError
 
 __all__ = ["Codec", "CodecError", "Decoder", "Encoder", "load_function"]
 
 Decoder = Callable[[bytes], Any]
 Encoder = Callable[[Any], "bytes | None"]
-
-
-class CodecError(WirehubError):
-    """A decoder or encoder failed on one frame (``code = "codec_error"``)."""
-
-    code = "codec_error"
-    http_status = 400
 
 
 def load_function(spec: str, *, what: str) -> Callable[..., Any]:

@@ -11,9 +11,11 @@ shows in presence and ``/api/clients`` like any WebSocket client:
   time, so a flooding client is read only as fast as the hub delivers.
 - **Room → TCP.** Frames queued to the connection (``message``, ``direct``,
   ``broadcast``) are turned back into bytes by :class:`TcpTransport`; the
-  bytes are cached per frame object, so N clients of a bridge encode a
-  published message once. ``send`` awaits ``drain()``: a client that does not
-  read fills its bounded queue and is closed as a slow consumer (4001).
+  bytes are built once per publish on its
+  :class:`~wirehub.core.outbound.Outbound` envelope (the JSON parsed once for
+  every bridge), so N clients of a bridge encode a published message once.
+  ``send`` awaits ``drain()``: a client that does not read fills its bounded
+  queue and is closed as a slow consumer (4001).
 
 Bad input is an ``error`` event in the ``$bridges`` room (and a counter and a
 log line); only a length prefix over ``max_frame`` disconnects the client.
@@ -37,6 +39,7 @@ from wirehub.core.admission import PeerAdmission
 from wirehub.core.connection import Connection
 from wirehub.core.framing import FrameError, FramingName, make_framer
 from wirehub.core.node import Node
+from wirehub.core.outbound import Outbound
 from wirehub.core.protocol import CloseCode
 from wirehub.core.ratelimit import FrameLimiter
 from wirehub.errors import ConfigError, WirehubError
@@ -49,8 +52,6 @@ logger = logging.getLogger("wirehub.bridges")
 BRIDGES_ROOM = "$bridges"
 #: Bytes asked of the socket per read (``raw`` framing reads ``max_frame``).
 READ_SIZE = 64 * 1024
-#: Distinct outbound frames whose TCP bytes are kept (shared by every client).
-OUT_CACHE_SIZE = 256
 #: Frame types written to TCP clients; everything else (presence, pings…) is not.
 _DELIVERED = frozenset({"message", "direct", "broadcast"})
 
@@ -103,7 +104,11 @@ class TcpTransport:
         self.closing = False
         self.last_write = time.monotonic()
 
-    async def send(self, frame: str | bytes) -> None:
+    def try_write(self, out: Outbound) -> bool:
+        """Decline: a TCP write goes through :meth:`send`, which reports codec errors."""
+        return False
+
+    async def send(self, frame: Outbound) -> None:
         bridge = self._bridge
         out = bridge.outbound(frame)
         if out is None:
@@ -150,7 +155,6 @@ class TcpBridge:
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
         self._closing = False
-        self._out_cache: dict[str | bytes, bytes | WirehubError | None] = {}
         # Counters (read by stats(); an addition per frame, nothing more).
         self.clients_total = 0
         self.rejected = 0
@@ -296,22 +300,19 @@ class TcpBridge:
 
     # -- room → TCP -----------------------------------------------------------------
 
-    def outbound(self, frame: str | bytes) -> bytes | WirehubError | None:
-        """TCP bytes for an encoded hub frame (None: not for TCP); cached per frame."""
-        cache = self._out_cache
-        hit = cache.get(frame, cache)
-        if hit is not cache:
-            return hit  # type: ignore[return-value]
-        out = self._encode_outbound(frame)
-        cache[frame] = out
-        if len(cache) > OUT_CACHE_SIZE:
-            del cache[next(iter(cache))]
-        return out
+    def outbound(self, frame: Outbound) -> bytes | WirehubError | None:
+        """TCP bytes for an encoded hub frame (None: not for TCP).
 
-    def _encode_outbound(self, frame: str | bytes) -> bytes | WirehubError | None:
-        if not self.receives or isinstance(frame, bytes):
+        Built once per envelope and bridge (every peer of this bridge in the
+        room writes the same bytes); the JSON is parsed once per envelope for
+        all bridges.
+        """
+        return frame.form(self, self._encode_outbound)
+
+    def _encode_outbound(self, frame: Outbound) -> bytes | WirehubError | None:
+        if not self.receives or isinstance(frame.text, bytes):
             return None  # direction "in", or a binary frame: nothing for TCP
-        parsed = orjson.loads(frame)
+        parsed = frame.parsed(orjson.loads)
         if parsed.get("type") not in _DELIVERED:
             return None
         try:

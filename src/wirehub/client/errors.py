@@ -1,6 +1,6 @@
 """The client's own errors, and the map from a hub's ``error`` frame to an exception.
 
-They extend the one tree of :mod:`wirehub.errors`::
+They live in the one tree of :mod:`wirehub.errors` (defined there, re-exported here)::
 
     WirehubError
     ├── Disconnected     disconnected   the socket went away before the reply (or closed)
@@ -20,10 +20,13 @@ from websockets.exceptions import WebSocketException
 from wirehub.errors import (
     BadRequest,
     Conflict,
+    Disconnected,
     Forbidden,
+    JobFailed,
     LimitExceeded,
     NotFound,
     RateLimited,
+    TokenRevoked,
     TooLarge,
     Unauthorized,
     UnknownType,
@@ -50,24 +53,6 @@ _ERRORS: dict[str, type[WirehubError]] = {
         Conflict,
     )
 }
-
-
-class Disconnected(WirehubError):
-    """The connection went away before the hub answered (or the client is closed)."""
-
-    code = "disconnected"
-
-
-class TokenRevoked(Disconnected):
-    """The hub revoked this client's token or subject (close 4403): it does not reconnect."""
-
-    code = "revoked"
-
-
-class JobFailed(WirehubError):
-    """The job ended in ``failed`` (or ``cancelled``) state; ``state`` and ``error`` tell why."""
-
-    code = "job_failed"
 
 
 def error_from_wire(frame: dict[str, Any]) -> WirehubError:

@@ -6,7 +6,13 @@ which never awaits: when the queue is full, or the peer has not taken a frame
 for ``max_lag`` seconds, the peer is a slow consumer and is closed with
 :attr:`CloseCode.SLOW_CONSUMER` — the room does not wait for it.
 
-Eager writes: when the queue is empty and the writer is idle, :meth:`send`
+Every frame travels as one :class:`~wirehub.core.outbound.Outbound` envelope
+(a fan-out builds it once for all its members), so each transport form of it
+is built once per publish.
+
+Fast writes: when the queue is empty and the writer is idle, :meth:`send`
+first offers the envelope to :meth:`Transport.try_write`, which writes it
+whole at once or declines. When it declines, :meth:`send`
 steps the transport's ``send`` coroutine once, right away. If the socket takes
 the bytes without blocking — the common case — the frame is written with no
 queueing and no task switch (what ``websockets.broadcast`` does for a raw
@@ -25,13 +31,12 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
+from wirehub.core.outbound import Outbound
 from wirehub.core.protocol import CloseCode
 
 __all__ = ["Connection", "Transport"]
 
 logger = logging.getLogger("wirehub.connection")
-
-Outbound = str | bytes
 
 
 class Transport(Protocol):
@@ -39,7 +44,16 @@ class Transport(Protocol):
 
     kind: str  # "ws" or "tcp"
 
-    def send(self, frame: Outbound) -> Coroutine[Any, Any, None]:
+    def try_write(self, out: Outbound) -> bool:
+        """Write the whole frame now without waiting, or decline (return False).
+
+        The web adapter writes the envelope's frame bytes straight to the socket
+        when the server offers its raw-send extension and the socket is not
+        paused; a transport without such a path always declines, and the
+        connection takes :meth:`send`.
+        """
+
+    def send(self, out: Outbound) -> Coroutine[Any, Any, None]:
         """A coroutine that writes one frame; it may wait for the peer.
 
         Only the connection calls it: at once when the peer is idle (stepping
@@ -51,11 +65,6 @@ class Transport(Protocol):
 
     def abort(self) -> None:
         """Drop the socket now; used when a polite close did not finish in time."""
-
-    # Optional fast path (the web adapter's frame-once writer): a transport whose
-    # ``can_write_now`` is true offers ``write_now(frame) -> bool``, which writes
-    # the whole frame at once or declines (closed, paused), and the connection
-    # then takes the ordinary ``send``.
 
 
 class Connection:
@@ -91,12 +100,7 @@ class Connection:
         self._max_lag = max_lag
         self._close_timeout = close_timeout
         self._on_slow = on_slow
-        # Optional transport fast path: write a whole frame now, or decline.
-        self._write_now: Callable[[Outbound], bool] | None = (
-            getattr(transport, "write_now", None)
-            if getattr(transport, "can_write_now", False)
-            else None
-        )
+        self._try_write = transport.try_write
         self._queue: deque[Outbound] = deque()
 
         self._queued_bytes = 0
@@ -172,8 +176,11 @@ class Connection:
 
     # -- sending -----------------------------------------------------------
 
-    def send(self, frame: Outbound) -> bool:
+    def send(self, frame: Outbound | str | bytes) -> bool:
         """Write or queue one encoded frame without waiting; False if it was dropped.
+
+        A fan-out passes the one :class:`Outbound` of its publish; a single send
+        may pass the encoded ``str`` (or ``bytes``) and it is wrapped here.
 
         A full queue (by count or bytes), or a peer that has not taken a frame
         for ``max_lag`` seconds, makes this peer a slow consumer: it is closed
@@ -182,15 +189,15 @@ class Connection:
         """
         if self._closing:
             return False
+        out = frame if isinstance(frame, Outbound) else Outbound(frame)
         if self._idle and self._pending is None:
-            write_now = self._write_now
-            if write_now is not None and write_now(frame):
+            if self._try_write(out):
                 self.frames_out += 1
-                self.bytes_out += len(frame)
+                self.bytes_out += out.size
                 return True
-            return self._send_eagerly(frame)
+            return self._send_eagerly(out)
 
-        size = len(frame)
+        size = out.size
         queue = self._queue
         if (
             len(queue) >= self._max_queue
@@ -202,26 +209,26 @@ class Connection:
         ):
             self._slow()
             return False
-        queue.append(frame)
+        queue.append(out)
         self._queued_bytes += size
         if self._idle:
             self._wake()
         return True
 
-    def _send_eagerly(self, frame: Outbound) -> bool:
-        coro = self.transport.send(frame)
+    def _send_eagerly(self, out: Outbound) -> bool:
+        coro = self.transport.send(out)
         try:
             yielded = coro.send(None)
         except StopIteration:
             self.frames_out += 1
-            self.bytes_out += len(frame)
+            self.bytes_out += out.size
             return True
         except Exception as exc:  # the socket broke under us: the peer is gone
             logger.debug("[%s] write failed: %r", self.id, exc)
             self.transport_lost()
             return False
         # The transport has to wait for the peer: the writer task finishes it.
-        self._pending = (coro, yielded, len(frame))
+        self._pending = (coro, yielded, out.size)
         self._blocked_since = time.monotonic()
         self._wake()
         return True
@@ -286,11 +293,11 @@ class Connection:
                 if self._pending is not None:
                     await self._finish_pending()
                 while queue:
-                    frame = queue.popleft()
-                    size = len(frame)
+                    out = queue.popleft()
+                    size = out.size
                     self._queued_bytes -= size
                     self._blocked_since = time.monotonic()
-                    await transport.send(frame)
+                    await transport.send(out)
                     self.frames_out += 1
                     self.bytes_out += size
                 self._blocked_since = None

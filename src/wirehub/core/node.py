@@ -25,6 +25,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from wirehub.core.connection import Connection
+from wirehub.core.outbound import Outbound
 from wirehub.core.protocol import (
     CloseCode,
     Frame,
@@ -381,12 +382,17 @@ class Node:
         return self.rooms.sequence(room, sender, data)
 
     def deliver(self, room: str, frame: str, offset: int, exclude: str | None = None) -> int:
-        """The fan-out of every message, in both modes (timed for the metrics)."""
+        """The fan-out of every message, in both modes (timed for the metrics).
+
+        The one :class:`Outbound` envelope of this publish is made here and
+        handed to every member, so each transport form is built once.
+        """
+        out = Outbound(frame)
         observer = self.fanout_observer
         if observer is None:
-            return self.rooms.deliver(room, offset, frame, exclude=exclude)
+            return self.rooms.deliver(room, offset, out, exclude=exclude)
         started = time.perf_counter()
-        sent = self.rooms.deliver(room, offset, frame, exclude=exclude)
+        sent = self.rooms.deliver(room, offset, out, exclude=exclude)
         observer(time.perf_counter() - started)
         return sent
 
@@ -398,7 +404,8 @@ class Node:
         return target is not None and target.send(frame)
 
     def deliver_all(self, frame: str) -> int:
-        return sum(1 for conn in list(self.clients.values()) if conn.send(frame))
+        out = Outbound(frame)
+        return sum(1 for conn in list(self.clients.values()) if conn.send(out))
 
     def kick(self, client_id: str) -> None:
         conn = self.clients.get(client_id)
@@ -435,7 +442,7 @@ class Node:
         """
         conns = list(self.clients.values())
         if farewell is not None:
-            text = encode(farewell)
+            text = Outbound(encode(farewell))
             for conn in conns:
                 if conn.kind == "ws":
                     conn.send(text)

@@ -26,6 +26,7 @@ __all__ = [
     "error_frame",
     "json_type",
     "message_frame",
+    "message_head",
     "opt_bool",
     "opt_int",
     "opt_str",
@@ -207,14 +208,17 @@ def error_frame(exc: WirehubError, ref: Any = None) -> str:
     return encode(body)
 
 
+def message_head(room: str, sender: str, data: Any, ts: float) -> str:
+    """A ``message`` frame up to its offset: it ends with ``"offset":``.
+
+    The one place a message frame is built. The memory broker closes it with
+    the offset it took (:func:`message_frame`); the Redis broker hands the head
+    to its publish script, which appends the offset Redis assigns.
+    """
+    head = encode({"type": "message", "room": room, "from": sender, "data": data, "ts": ts})
+    return head[:-1] + ',"offset":'
+
+
 def message_frame(room: str, sender: str, data: Any, offset: int, ts: float | None = None) -> str:
-    return encode(
-        {
-            "type": "message",
-            "room": room,
-            "from": sender,
-            "data": data,
-            "offset": offset,
-            "ts": time.time() if ts is None else ts,
-        }
-    )
+    """A whole ``message`` frame: :func:`message_head` closed with ``offset``."""
+    return f"{message_head(room, sender, data, time.time() if ts is None else ts)}{offset}}}"

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from wirehub.core.connection import Connection
 from wirehub.core.history import History, Replay
+from wirehub.core.outbound import Outbound
 from wirehub.core.protocol import encode, message_frame
 from wirehub.errors import LimitExceeded, NotFound
 
@@ -256,7 +257,9 @@ class RoomRegistry:
         room.history.append(offset, now, frame)
         return offset, frame
 
-    def deliver(self, name: str, offset: int, frame: str, *, exclude: str | None = None) -> int:
+    def deliver(
+        self, name: str, offset: int, frame: str | Outbound, *, exclude: str | None = None
+    ) -> int:
         """Fan out a message the broker already sequenced (every message, both modes).
 
         The memory broker kept it in this room's history (:meth:`sequence`); a
@@ -280,14 +283,16 @@ class RoomRegistry:
             return 0
         return self._fanout(room, frame, exclude=exclude)
 
-    def _fanout(self, room: Room, frame: str, *, exclude: str | None) -> int:
+    def _fanout(self, room: Room, frame: str | Outbound, *, exclude: str | None) -> int:
+        # One envelope for every member: each transport form is built once.
+        out = frame if isinstance(frame, Outbound) else Outbound(frame)
         sent = 0
         # Copy: a slow consumer closed by send() leaves the room via the hub.
         for client_id, conn in list(room.members.items()):
-            if client_id != exclude and conn.send(frame):
+            if client_id != exclude and conn.send(out):
                 sent += 1
         self.deliveries += sent
-        self.bytes_out += sent * len(frame)
+        self.bytes_out += sent * out.size
         return sent
 
     # -- idle rooms and housekeeping ---------------------------------------

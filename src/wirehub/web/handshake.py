@@ -20,29 +20,16 @@ from __future__ import annotations
 import fnmatch
 import logging
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from wirehub.auth import Authorizer, Principal
-from wirehub.errors import Forbidden, LimitExceeded, Unauthorized, WirehubError
+from wirehub.errors import Forbidden, LimitExceeded, Refused, Unauthorized
 
 __all__ = ["Admission", "HandshakeGate", "Refused", "bearer_token", "origin_allowed"]
 
 logger = logging.getLogger("wirehub.ws")
-
-
-class Refused(Exception):
-    """The handshake is refused with ``status`` and this error's code and message."""
-
-    def __init__(self, status: int, error: WirehubError) -> None:
-        super().__init__(error.message)
-        self.status = status
-        self.error = error
-
-    def headers(self) -> list[tuple[bytes, bytes]]:
-        if self.status == 401:
-            return [(b"www-authenticate", b'Bearer realm="wirehub"')]
-        return []
 
 
 @dataclass(frozen=True)
@@ -54,7 +41,7 @@ class Admission:
     ip: str
 
 
-def bearer_token(headers: dict[bytes, bytes] | list[Any], query: dict[str, list[str]]) -> str:
+def bearer_token(headers: Iterable[tuple[bytes, bytes]], query: dict[str, list[str]]) -> str:
     """``Authorization: Bearer <token>``, else the ``token`` query parameter, else ''."""
     for name, value in headers:
         if name == b"authorization":

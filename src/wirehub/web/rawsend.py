@@ -12,13 +12,16 @@ already-framed message straight to its socket — only while the connection is
 open, its transport is not paused (backpressure) and no extension (such as
 permessage-deflate) is in use; otherwise it declines and the caller falls back
 to the ordinary ``websocket.send``. This module holds what both sides share:
-the key and :func:`text_frame`. With any other uvicorn implementation, or
+the key and :func:`text_frame`; the frame of a publish is built once on its
+:class:`~wirehub.core.outbound.Outbound` envelope. With any other uvicorn implementation, or
 another ASGI server, the extension is simply absent.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+
+from wirehub.core.outbound import ws_frame
 
 __all__ = ["EXTENSION", "RawWrite", "text_frame"]
 
@@ -27,29 +30,12 @@ EXTENSION = "wirehub.raw_send"
 
 RawWrite = Callable[[bytes], bool]
 
-# (text, frame) of the last call: one tuple, so a reader in another thread
-# (another hub's loop) never sees one half of an update.
-_last: tuple[str | None, bytes] = (None, b"")
-
 
 def text_frame(text: str) -> bytes:
     """An unmasked, final WebSocket text frame (RFC 6455 §5.2) for ``text``.
 
-    A fan-out hands the same string to every member in a row, so the frame is
-    built once per publish and reused (the last one is kept).
+    A fan-out does not call this per member: its one
+    :class:`~wirehub.core.outbound.Outbound` envelope builds the frame once
+    (``Outbound.ws_frame``) and every member's transport writes those bytes.
     """
-    global _last
-    cached = _last
-    if cached[0] is text:
-        return cached[1]
-    payload = text.encode()
-    size = len(payload)
-    if size < 126:
-        header = bytes((0x81, size))
-    elif size < 65536:
-        header = bytes((0x81, 126)) + size.to_bytes(2, "big")
-    else:
-        header = bytes((0x81, 127)) + size.to_bytes(8, "big")
-    frame = header + payload
-    _last = (text, frame)
-    return frame
+    return ws_frame(text.encode())

@@ -11,18 +11,19 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from wirehub.core.connection import Connection
+from wirehub.core.outbound import Outbound
 from wirehub.core.protocol import CLIENT_ID_RE, CloseCode, encode
 from wirehub.core.ratelimit import FrameLimiter
 from wirehub.embedded import embedding_for
 from wirehub.errors import BadRequest
 from wirehub.web import embed_uvicorn
 from wirehub.web.handshake import HandshakeGate, Refused
-from wirehub.web.rawsend import EXTENSION, RawWrite, text_frame
+from wirehub.web.rawsend import EXTENSION, RawWrite
 
 if TYPE_CHECKING:
     from wirehub.hub import Hub
@@ -32,10 +33,6 @@ __all__ = ["ASGITransport", "WebSocketEndpoint", "WebSocketShortcut"]
 logger = logging.getLogger("wirehub.ws")
 
 Scope = dict[str, Any]
-
-# The last frame sent through any ASGITransport and its ASGI message (see send),
-# as one tuple so another thread's hub never reads half an update.
-_last: tuple[str | bytes | None, dict[str, Any]] = (None, {})
 
 
 class ASGITransport:
@@ -47,31 +44,31 @@ class ASGITransport:
     def __init__(
         self, send: Any, reader: asyncio.Task[Any] | None, raw: RawWrite | None = None
     ) -> None:
-        self._send = send
+        self._send: Callable[[dict[str, Any]], Awaitable[None]] = send
         self._reader = reader
         self._raw = raw
         self.aborted = False
 
     @property
-    def can_write_now(self) -> bool:
+    def raw_send(self) -> bool:
+        """Whether the server offered its raw-send extension (see web/rawsend.py)."""
         return self._raw is not None
 
-    def write_now(self, frame: str | bytes) -> bool:
-        """Frame once and write straight to the socket, when the server offers it."""
-        raw = self._raw
-        return raw is not None and isinstance(frame, str) and raw(text_frame(frame))
+    def try_write(self, out: Outbound) -> bool:
+        """Write the envelope's frame bytes straight to the socket, when the server offers it.
 
-    def send(self, frame: str | bytes) -> Awaitable[None]:
+        The frame is built once per publish on the envelope; the server's
+        extension declines while the socket is paused or closed, or when an
+        extension (permessage-deflate) is in use, and so does this without it.
+        """
+        raw = self._raw
+        return raw is not None and raw(out.ws_frame)
+
+    def send(self, out: Outbound) -> Awaitable[None]:
         # A plain method returning the server's own coroutine: one coroutine
-        # frame less per delivery. A fan-out hands the same frame object to
-        # every member in a row, so the ASGI message is built once per publish
-        # (servers only read it).
-        global _last
-        cached = _last
-        if cached[0] is not frame:
-            key = "text" if isinstance(frame, str) else "bytes"
-            cached = _last = (frame, {"type": "websocket.send", key: frame})
-        return self._send(cached[1])
+        # frame less per delivery. The ASGI message is built once per publish,
+        # on the envelope (servers only read it).
+        return self._send(out.asgi)
 
     async def close(self, code: int, reason: str) -> None:
         await self._send({"type": "websocket.close", "code": code, "reason": reason[:120]})
@@ -244,6 +241,7 @@ class WebSocketEndpoint:
                     # Over the rate: dropped unread (no ref), answered with rate_limited;
                     # persistent abuse closes the connection (4029). Frames that
                     # arrive while the close is under way are ignored.
+                    assert limiter is not None  # wait is None only from limiter.allow
                     if conn.close_code is None:
                         node.reject(conn, limiter.error())
                         if limiter.abusive:

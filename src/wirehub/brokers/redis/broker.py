@@ -51,7 +51,7 @@ from wirehub.brokers.redis.scripts import PUBLISH_SCRIPT, SET_MAX_SCRIPT
 from wirehub.brokers.redis.session import FAILURES, Session, safe_url
 from wirehub.core.history import Replay
 from wirehub.core.interfaces import JoinInfo
-from wirehub.core.protocol import Frame, encode
+from wirehub.core.protocol import Frame, encode, message_head
 from wirehub.core.rooms import MAX_MEMBERS_LISTED
 from wirehub.core.tokens import Revocation
 from wirehub.errors import NotFound, WirehubError
@@ -353,8 +353,7 @@ class RedisBroker(Queries, Session):
     async def publish(self, room: str, sender: str, data: Any, *, exclude: str | None) -> int:
         ts = time.time()
         # The ``message`` frame up to its offset: the script appends the offset it takes.
-        head = encode({"type": "message", "room": room, "from": sender, "data": data, "ts": ts})
-        head = head[:-1] + ',"offset":'
+        head = message_head(room, sender, data, ts)
         if self._connected:
             policy = self.local.policy_for(room)
             try:

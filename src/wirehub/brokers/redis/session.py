@@ -159,8 +159,9 @@ class Session:
         if not waiting:
             return
         confirmed = asyncio.gather(*waiting)
+        race: list[asyncio.Future[Any]] = [reader, confirmed]
         done, _ = await asyncio.wait(
-            [reader, confirmed], timeout=self.op_timeout, return_when=asyncio.FIRST_COMPLETED
+            race, timeout=self.op_timeout, return_when=asyncio.FIRST_COMPLETED
         )
         if confirmed not in done:
             confirmed.cancel()
