@@ -20,6 +20,7 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 	$(BIN)/pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory docs

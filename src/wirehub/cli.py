@@ -9,8 +9,9 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -344,10 +345,12 @@ def _print_final(event: dict[str, object]) -> None:
     raise typer.Exit(1)
 
 
-def _run_client(coro_factory: object, url: str) -> dict[str, object]:
+def _run_client(
+    coro_factory: Callable[[], Coroutine[Any, Any, dict[str, Any]]], url: str
+) -> dict[str, object]:
     """Run one client call; a refusal or an unreachable hub is one line on stderr, exit 1."""
     try:
-        return asyncio.run(coro_factory())  # type: ignore[operator]
+        return asyncio.run(coro_factory())
     except WirehubError as exc:
         err.print(f"[red]error:[/red] {exc.code}: {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None

@@ -189,7 +189,7 @@ class Hub:
         )
         self.components.insert(0, self.services)
         # The broker starts before anything can publish, and stops last.
-        self.components.insert(0, self.broker)  # type: ignore[arg-type]
+        self.components.insert(0, self.broker)
         # Jobs and uploads start after services, before bridges.
         self.jobs, self.uploads = self._build_jobs(runner, store)
         self.components += [self.jobs, self.uploads]
@@ -236,7 +236,7 @@ class Hub:
         broker = self.broker
         if hasattr(broker, "share_revocation"):  # a broker that shares revocations
             broker.on_revoke = tokens.apply  # type: ignore[attr-defined]
-            tokens.share = broker.share_revocation  # type: ignore[attr-defined]
+            tokens.share = broker.share_revocation
         return tokens
 
     def _build_jobs(
@@ -274,7 +274,7 @@ class Hub:
             max_concurrent=up.max_concurrent,
         )
         per_minute = self.settings.limits.job_submits_per_minute
-        submit = jobs.ws_submit
+        submit: Handler = jobs.ws_submit
         if per_minute:
             submit = limit_per_client(submit, per_minute, what="job submissions")
         self.node.on("job.submit", submit)

@@ -198,7 +198,8 @@ def build_server(
         ws=ws_protocol(settings, hub.node),
         ws_max_size=srv.ws_max_size,
         ws_per_message_deflate=srv.ws_per_message_deflate,
-        timeout_graceful_shutdown=srv.graceful_timeout,
+        # uvicorn annotates it int, but a float works: it goes to asyncio.wait_for.
+        timeout_graceful_shutdown=srv.graceful_timeout,  # type: ignore[arg-type]
         log_config=None,
         log_level=srv.log_level,
         access_log=False,
@@ -247,9 +248,9 @@ def _address(host: str | None, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _websocket_transports(state: uvicorn.server.ServerState) -> list[asyncio.BaseTransport]:
+def _websocket_transports(state: uvicorn.server.ServerState) -> list[asyncio.Transport]:
     """The transports of the WebSocket connections uvicorn holds (not plain HTTP ones)."""
-    found = []
+    found: list[asyncio.Transport] = []
     for connection in list(state.connections):
         if any("protocols.websockets" in c.__module__ for c in type(connection).__mro__):
             transport = getattr(connection, "transport", None)

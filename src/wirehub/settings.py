@@ -14,7 +14,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -30,6 +30,9 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from wirehub.envcheck import unknown_variables
 from wirehub.errors import ConfigError
 from wirehub.services.spec import DEFAULT_STOP_SIGNAL, parse_signal, split_command
+
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
 
 __all__ = [
     "AuthSettings",
@@ -578,7 +581,7 @@ class Settings(BaseSettings):
         return env_settings, init_settings
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: ErrorDetails) -> str:
     """One line: the key and the problem; the value only when it is one value.
 
     A check over a whole section (or across sections, at the top level) gets

@@ -43,6 +43,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,7 +70,7 @@ class Worker:
     proc: asyncio.subprocess.Process | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     started_at: float = 0.0
-    delays: object = None  # the restart backoff (an iterator), made on first restart
+    delays: Iterator[float] | None = None  # the restart backoff, made on first restart
 
 
 class Supervisor:
@@ -260,7 +261,7 @@ class Supervisor:
                 return
             if time.monotonic() - worker.started_at > STABLE_AFTER or worker.delays is None:
                 worker.delays = backoff(initial=0.5, cap=10.0, jitter=0.5)
-            delay = next(worker.delays)  # type: ignore[call-overload]
+            delay = next(worker.delays)
             logger.warning(
                 "worker %d pid %d exited with %s; restarting it in %.1f s",
                 worker.index,

@@ -496,7 +496,7 @@ class HubClient:
             logger.warning("[%s] token refresh failed: %s", self.client_id, exc)
 
     def _spawn(self, coro: Any) -> asyncio.Future[Any]:
-        task = asyncio.ensure_future(coro)
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task

@@ -191,7 +191,9 @@ class Recovery:
         if closing:
             return CloseDecision("stop", why="closed by the client")
         if code == CloseCode.REVOKED:
-            error = TokenRevoked(f"the hub revoked this client's token ({code} {reason})")
+            error: Disconnected = TokenRevoked(
+                f"the hub revoked this client's token ({code} {reason})"
+            )
             return CloseDecision("stop", error=error, why=str(error))
         if code == CloseCode.TOKEN_EXPIRED and not self.renewable_token:
             error = Disconnected(

@@ -11,7 +11,7 @@ import contextlib
 import os
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future as ThreadFuture
 from typing import Any, TypeVar
 
@@ -52,8 +52,8 @@ class SyncHubClient:
             self._stop_loop()
             raise
 
-    def _call(self, coro: Awaitable[T], timeout: float | None = None) -> T:
-        future: ThreadFuture[T] = asyncio.run_coroutine_threadsafe(coro, self._loop)  # type: ignore[arg-type]
+    def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        future: ThreadFuture[T] = asyncio.run_coroutine_threadsafe(coro, self._loop)
         return future.result(timeout)
 
     def _put(self, frame: dict[str, Any]) -> None:

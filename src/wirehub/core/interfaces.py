@@ -53,18 +53,30 @@ class JoinInfo:
 
 
 class RoomRules(Protocol):
-    """The per-room settings a broker follows (``core.rooms.RoomPolicy``)."""
+    """The per-room settings a broker follows (``core.rooms.RoomPolicy``).
 
-    history_size: int
-    history_ttl: float
-    presence_events: bool | None
+    Read-only properties, so the frozen dataclass satisfies the protocol.
+    """
+
+    @property
+    def history_size(self) -> int: ...
+
+    @property
+    def history_ttl(self) -> float: ...
+
+    @property
+    def presence_events(self) -> bool | None: ...
 
 
 class LocalRoom(Protocol):
     """A room as one node holds it (``core.rooms.Room``), as a broker sees it."""
 
     name: str
-    members: Mapping[str, Connection]
+
+    @property
+    def members(self) -> Mapping[str, Connection]:
+        """Read-only here (a property), so a room keeping a dict satisfies it."""
+        ...
 
     @property
     def offset(self) -> int: ...

@@ -20,6 +20,7 @@ where the function runs; this module knows nothing of either.
 
 from __future__ import annotations
 
+import builtins
 import enum
 import importlib
 import inspect
@@ -414,6 +415,6 @@ class JobRunner(Protocol):
 
     async def list(self, state: str | None = None, limit: int = 100) -> list[JobRecord]: ...
 
-    async def events(self, job_id: str) -> list[dict[str, Any]]: ...
+    async def events(self, job_id: str) -> builtins.list[dict[str, Any]]: ...
 
     def readiness(self) -> dict[str, bool]: ...

@@ -32,6 +32,7 @@ lives in :mod:`wirehub.jobs.celery_worker`.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import logging
 import time
@@ -253,7 +254,7 @@ class CeleryRunner:
             await self._redis.zrem(keys.index, *missing)
         return records[:limit]
 
-    async def events(self, job_id: str) -> list[dict[str, Any]]:
+    async def events(self, job_id: str) -> builtins.list[dict[str, Any]]:
         keys = self.keys
         if not await self._redis.exists(keys.record(job_id)):
             raise NotFound(f"unknown job id '{job_id}'", job_id=job_id)

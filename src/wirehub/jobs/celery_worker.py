@@ -30,8 +30,8 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 from wirehub.errors import NotFound, WirehubError
 from wirehub.jobs.api import (
@@ -127,7 +127,8 @@ class Worker:
         keys, ts = self.keys, time.time()
         pipe = self.redis.pipeline(transaction=False)
         if record:
-            pipe.hset(keys.record(job_id), mapping=record)
+            # cast: redis-py types `mapping` keyed by its whole EncodableT union (invariant).
+            pipe.hset(keys.record(job_id), mapping=cast("Mapping[Any, bytes]", record))
         pipe.rpush(keys.events(job_id), *[dump({**e, "ts": ts}) for e in (log or [event])])
         pipe.ltrim(keys.events(job_id), -MAX_EVENTS_PER_JOB, -1)
         payload = {**event, "client_id": client_id}
@@ -429,11 +430,11 @@ def run_worker(settings: Settings, *, argv: list[str] | None = None) -> None:
         keys=keys,
     )
 
-    @app.task(name=TASK_NAME, acks_late=True, ignore_result=True)
+    @app.task(name=TASK_NAME, acks_late=True, ignore_result=True)  # type: ignore[untyped-decorator]
     def run_job(job_id: str, attempt: int) -> None:
         worker.run(job_id, attempt)
 
-    @worker_ready.connect(weak=False)
+    @worker_ready.connect(weak=False)  # type: ignore[untyped-decorator]
     def _ready(**_: Any) -> None:
         logger.info(
             "wirehub worker ready: queue %s, prefix %s, pool %s, jobs %s",

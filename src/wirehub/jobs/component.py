@@ -22,6 +22,7 @@ from the hub, so it knows nothing of the hub or of FastAPI.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import logging
 import threading
@@ -209,7 +210,7 @@ class Jobs:
         """Known jobs, newest first, optionally only those in ``state`` (``"running"``…)."""
         return await self.runner.list(state, limit)
 
-    async def events(self, job_id: str) -> list[dict[str, Any]]:
+    async def events(self, job_id: str) -> builtins.list[dict[str, Any]]:
         """The job's events so far, oldest first (each a frame with ``type``).
 
         What a late watcher needs to redraw a job's progress and outputs; the

@@ -23,6 +23,7 @@ Finished records are kept ``result_ttl`` seconds.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import collections
 import contextlib
 import logging
@@ -34,7 +35,7 @@ from typing import Any
 
 import orjson
 
-from wirehub.errors import Conflict, NotFound
+from wirehub.errors import Conflict, JobFailure, NotFound
 from wirehub.jobs.api import (
     EventSink,
     JobContext,
@@ -54,15 +55,6 @@ logger = logging.getLogger("wirehub.jobs")
 
 #: Events kept per job for ``GET /api/jobs/{id}/events``.
 MAX_EVENTS_PER_JOB = 1000
-
-
-class JobFailure(Exception):
-    """A job's own exception, carried across a thread or process boundary."""
-
-    def __init__(self, type_name: str, message: str) -> None:
-        super().__init__(message)
-        self.type_name = type_name
-        self.message = message
 
 
 @dataclass
@@ -210,7 +202,7 @@ class LocalRunner:
         records.sort(key=lambda r: r.created_at, reverse=True)
         return records[:limit]
 
-    async def events(self, job_id: str) -> list[dict[str, Any]]:
+    async def events(self, job_id: str) -> builtins.list[dict[str, Any]]:
         if await self.get(job_id) is None:
             raise NotFound(f"unknown job id '{job_id}'", job_id=job_id)
         # Entries share the delivered event dicts (cheap for a flooding job);

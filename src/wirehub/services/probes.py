@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable
-from typing import Literal
+from typing import Any, Literal
 
 import httpx
 
@@ -57,7 +57,7 @@ async def probe_http(url: str, *, interval: float = POLL_INTERVAL) -> None:
             await asyncio.sleep(interval)
 
 
-def make_probe(check: ReadyCheck, log_matched: asyncio.Event) -> Awaitable[None] | None:
+def make_probe(check: ReadyCheck, log_matched: asyncio.Event) -> Awaitable[object] | None:
     """The awaitable that completes when the service is ready; None: ready once started."""
     if check.log is not None:
         return log_matched.wait()
@@ -69,7 +69,7 @@ def make_probe(check: ReadyCheck, log_matched: asyncio.Event) -> Awaitable[None]
 
 
 async def wait_ready(
-    probe: Awaitable[None] | None,
+    probe: Awaitable[object] | None,
     exited: asyncio.Future[int],
     stop: asyncio.Event,
     timeout: float,
@@ -77,12 +77,11 @@ async def wait_ready(
     """Race the probe against exit, stop and the timeout; cancel whatever is left."""
     if probe is None:
         return "exited" if exited.done() else "ready"
-    probe_task = asyncio.ensure_future(probe)
-    stop_task = asyncio.ensure_future(stop.wait())
+    probe_task: asyncio.Future[Any] = asyncio.ensure_future(probe)
+    stop_task: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+    race: set[asyncio.Future[Any]] = {probe_task, exited, stop_task}
     try:
-        done, _ = await asyncio.wait(
-            {probe_task, exited, stop_task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-        )
+        done, _ = await asyncio.wait(race, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in (probe_task, stop_task):
             task.cancel()

@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 
 from wirehub.backoff import backoff
-from wirehub.errors import WirehubError
+from wirehub.errors import ServiceError, WirehubError
 from wirehub.services.logstream import LogLine, LogRing, PipeReader
 from wirehub.services.probes import make_probe, wait_ready
 from wirehub.services.reaper import Reaper
@@ -75,13 +75,6 @@ class ServiceState(enum.StrEnum):
 
 #: States in which a run task is alive and owns (or will own) a process.
 ACTIVE = frozenset({ServiceState.STARTING, ServiceState.READY, ServiceState.BACKOFF})
-
-
-class ServiceError(WirehubError):
-    """A service could not be started or made ready; the message names it and its last lines."""
-
-    code = "service_error"
-    http_status = 503
 
 
 class Service:
@@ -347,9 +340,10 @@ class Service:
         self._ready_mono = time.monotonic()
         self._set_state(ServiceState.READY)
         self._settle_attempt(True)
-        stop_task = asyncio.ensure_future(self._stop.wait())
+        stop_task: asyncio.Future[Any] = asyncio.ensure_future(self._stop.wait())
+        race: set[asyncio.Future[Any]] = {exited, stop_task}
         try:
-            await asyncio.wait({exited, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(race, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop_task.cancel()
         if exited.done():
@@ -572,7 +566,7 @@ def _watch_exit(proc: subprocess.Popen[bytes]) -> asyncio.Future[int]:
             if not future.done():
                 future.set_result(done.result())
 
-        loop.run_in_executor(None, proc.wait).add_done_callback(waited)  # type: ignore[arg-type]
+        loop.run_in_executor(None, proc.wait).add_done_callback(waited)
         return future
 
     def readable() -> None:

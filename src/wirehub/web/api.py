@@ -10,8 +10,8 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
 from wirehub.core.interfaces import ClientRecord
-from wirehub.core.node import MAX_MEMBERS_LISTED
 from wirehub.core.protocol import ROOM_RE
+from wirehub.core.rooms import MAX_MEMBERS_LISTED
 from wirehub.errors import BadRequest, NotFound, WirehubError
 from wirehub.web.api_auth import add_revoke_route
 from wirehub.web.errors import http_error

@@ -7,6 +7,8 @@ shape, and (with ``demo``) the dashboard and chat pages.
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from fastapi import FastAPI
 
 from wirehub.hub import Hub
@@ -33,7 +35,9 @@ def create_app(settings: Settings | Hub | None = None) -> FastAPI:
     app.include_router(hub.router)
     # /ws straight from the server, past routing and the exception middleware's
     # per-send wrapper: every delivery goes through this app's ``send``.
-    endpoint = next(r.app for r in hub.router.routes if getattr(r, "name", "") == "wirehub_ws")
+    # cast: routes are typed BaseRoute, which declares no ``app``; the WebSocket route has one.
+    routes = cast("list[Any]", hub.router.routes)
+    endpoint = next(r.app for r in routes if getattr(r, "name", "") == "wirehub_ws")
     app.add_middleware(WebSocketShortcut, endpoint=endpoint, path="/ws")
 
     auth = hub.settings.auth
