@@ -236,6 +236,16 @@ async def test_same_client_id_on_another_node_replaces_the_first(cluster, ws_cli
     a, b = cluster
     first = await ws_client(a.ws, "twin")
     await first.request("ping")
+    # The registration travels to Redis asynchronously: the second connection can only
+    # replace a first one the cluster already knows (wait for it, seen from node B).
+    async with httpx.AsyncClient(timeout=5 * FACTOR) as http:
+        deadline = asyncio.get_running_loop().time() + 5 * FACTOR
+        while True:
+            seen = await http.get(f"{b.http}/api/clients/twin")
+            if seen.status_code == 200 and seen.json()["node"] == first.welcome["node"]:
+                break
+            assert asyncio.get_running_loop().time() < deadline, seen.text
+            await asyncio.sleep(0.02)
     await ws_client(b.ws, "twin")
     code, _ = await first.closed()
     assert code == 4409
