@@ -9,27 +9,10 @@ from __future__ import annotations
 
 import httpx
 
+from memory_transport import MemoryTransport
 from wirehub.core.connection import Connection
 from wirehub.core.node import MAX_MEMBERS_LISTED
 from wirehub.web.api import MAX_PAGE
-
-
-class InProcess:
-    """The transport of a peer living in this process (as a TCP bridge's peers do)."""
-
-    kind = "ws"
-
-    def try_write(self, out):
-        return False  # no fast path: every frame goes through send
-
-    async def send(self, frame):
-        pass
-
-    async def close(self, code, reason):
-        pass
-
-    def abort(self):
-        pass
 
 
 async def test_room_listing_is_paged(hub_server):
@@ -57,7 +40,7 @@ async def test_big_room_detail_and_presence_list_a_bounded_page(hub_server, ws_c
     watcher = await ws_client(running.ws, "watcher")
     await watcher.request("join", room="big")
     for i in range(MAX_MEMBERS_LISTED + 500):
-        node.rooms.join(Connection(f"p{i:05d}", InProcess()), "big")
+        node.rooms.join(Connection(f"p{i:05d}", MemoryTransport()), "big")
     total = MAX_MEMBERS_LISTED + 501
     presence = await watcher.request("presence", room="big")
     assert presence["member_count"] == total and len(presence["members"]) == MAX_MEMBERS_LISTED

@@ -5,31 +5,12 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from memory_transport import memory_peer as peer
 from wirehub.brokers import MemoryBroker, create_broker
 from wirehub.brokers.keys import Keys
 from wirehub.core.connection import Connection
 from wirehub.core.node import Node
 from wirehub.errors import NotFound
-
-
-class Recorder:
-    kind = "ws"
-
-    def try_write(self, out):
-        return False  # no fast path: every frame goes through send
-
-    async def send(self, frame):
-        pass
-
-    async def close(self, code, reason):
-        pass
-
-    def abort(self):
-        pass
-
-
-def peer(client_id: str) -> Connection:
-    return Connection(client_id, Recorder())
 
 
 def queued(conn: Connection) -> list[dict]:

@@ -15,31 +15,12 @@ from typing import Any
 import orjson
 import pytest
 
+from memory_transport import MemoryTransport
 from support import TIMEOUT
 from wirehub.core.connection import Connection
 from wirehub.core.heartbeat import PING_FRAME, Heartbeat
 from wirehub.core.node import Node
-from wirehub.core.outbound import Outbound
 from wirehub.core.protocol import CloseCode
-
-
-class MemoryTransport:
-    def __init__(self, kind: str = "ws") -> None:
-        self.kind = kind
-        self.sent: list[str | bytes] = []
-        self.closed: tuple[int, str] | None = None
-
-    def try_write(self, out: Outbound) -> bool:
-        return False  # no fast path: every frame goes through send
-
-    async def send(self, frame: Outbound) -> None:
-        self.sent.append(frame.text)
-
-    async def close(self, code: int, reason: str) -> None:
-        self.closed = (code, reason)
-
-    def abort(self) -> None:
-        self.closed = (-1, "aborted")
 
 
 class Clock:

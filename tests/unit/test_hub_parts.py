@@ -7,34 +7,13 @@ import asyncio
 
 import orjson
 
+from memory_transport import MemoryTransport
 from wirehub.brokers import MemoryBroker
 from wirehub.core.connection import Connection
-from wirehub.core.outbound import Outbound
 from wirehub.hub import Hub
 from wirehub.jobs.local import LocalRunner
 from wirehub.settings import load_settings
 from wirehub.uploads.stores import SpoolStore
-
-
-class Sink:
-    """A peer's socket in memory."""
-
-    kind = "ws"
-
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-
-    def try_write(self, out: Outbound) -> bool:
-        return False  # no fast path: every frame goes through send
-
-    async def send(self, frame: Outbound) -> None:
-        self.sent.append(frame.text)  # type: ignore[arg-type]
-
-    async def close(self, code: int, reason: str) -> None:
-        pass
-
-    def abort(self) -> None:
-        pass
 
 
 class RecordingBroker(MemoryBroker):
@@ -55,7 +34,7 @@ async def test_given_parts_replace_the_configured_ones_and_carry_every_message(t
     assert hub.broker is broker and hub.node.broker is broker
     assert hub.jobs.runner is runner and hub.uploads.store is store
 
-    sink = Sink()
+    sink = MemoryTransport()
     conn = Connection("alice", sink)
     hub.node.connect(conn)
     await hub.node.handle(conn, orjson.dumps({"type": "join", "room": "r"}))

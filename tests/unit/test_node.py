@@ -14,34 +14,12 @@ from typing import Any
 import orjson
 import pytest
 
+from memory_transport import MemoryTransport
 from wirehub.core.connection import Connection
 from wirehub.core.node import Node
-from wirehub.core.outbound import Outbound
 from wirehub.core.protocol import CloseCode, encode
 from wirehub.core.rooms import MAX_MEMBERS_LISTED, RoomPolicy
 from wirehub.errors import Forbidden, WirehubError
-
-
-class MemoryTransport:
-    """A peer's socket in memory: what was written, and how it was closed."""
-
-    kind = "ws"
-
-    def __init__(self) -> None:
-        self.sent: list[str | bytes] = []
-        self.closed: tuple[int, str] | None = None
-
-    def try_write(self, out: Outbound) -> bool:
-        return False  # no fast path: every frame goes through send
-
-    async def send(self, frame: Outbound) -> None:
-        self.sent.append(frame.text)
-
-    async def close(self, code: int, reason: str) -> None:
-        self.closed = (code, reason)
-
-    def abort(self) -> None:
-        self.closed = (-1, "aborted")
 
 
 class Peer:

@@ -12,29 +12,9 @@ import time
 import orjson
 import pytest
 
-from wirehub.core.connection import Connection
+from memory_transport import memory_peer as peer
 from wirehub.core.rooms import RoomPolicy, RoomRegistry
 from wirehub.errors import LimitExceeded
-
-
-class Recorder:
-    kind = "ws"
-
-    def try_write(self, out):
-        return False  # no fast path: every frame goes through send
-
-    async def send(self, frame):
-        pass
-
-    async def close(self, code, reason):
-        pass
-
-    def abort(self):
-        pass
-
-
-def peer(client_id: str) -> Connection:
-    return Connection(client_id, Recorder())
 
 
 def full_table(size: int, **kwargs) -> RoomRegistry:

@@ -7,35 +7,13 @@ import asyncio
 import orjson
 import pytest
 
+from memory_transport import memory_peer as peer
 from wirehub.core import history as history_module
 from wirehub.core import rooms as rooms_module
 from wirehub.core.connection import Connection
 from wirehub.core.history import History
 from wirehub.core.rooms import RoomPolicy, RoomRegistry
 from wirehub.errors import LimitExceeded
-
-
-class Recorder:
-    kind = "ws"
-
-    def __init__(self) -> None:
-        self.frames: list[dict] = []
-
-    def try_write(self, out):
-        return False  # no fast path: every frame goes through send
-
-    async def send(self, frame):
-        self.frames.append(orjson.loads(frame.text))
-
-    async def close(self, code, reason):
-        pass
-
-    def abort(self):
-        pass
-
-
-def peer(client_id: str, **kwargs) -> Connection:
-    return Connection(client_id, Recorder(), **kwargs)
 
 
 def queued(conn: Connection) -> list[dict]:
