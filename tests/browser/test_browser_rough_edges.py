@@ -47,7 +47,12 @@ async def test_the_dashboard_shows_the_real_state_within_a_room_limit_of_3(hub_s
     # Connected, and saying so: a refused join is not "cannot connect".
     await page.wait_for_selector("#status.open", timeout=WAIT)
     notice = await page.wait_for_selector("#limits:not([hidden])", timeout=WAIT)
-    assert await notice.inner_text() == "not live (room limit 3): log tail, connections"
+    # The refusals arrive one by one: wait for both (a wrong text never matches, and times out).
+    expected = "not live (room limit 3): log tail, connections"
+    await page.wait_for_function(
+        "t => document.querySelector('#limits').textContent === t", arg=expected, timeout=WAIT
+    )
+    assert await notice.inner_text() == expected
     assert "limit_exceeded" in (await notice.get_attribute("title"))
     assert "cannot connect" not in await page.inner_text("header")
     # The service as /api/services reports it, and its log tail read over HTTP instead.
