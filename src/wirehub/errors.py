@@ -21,6 +21,7 @@ every error class of the package is here, including the ones its parts raise
     ├── ServiceError             service_error   a service could not be started or made ready
     ├── JobFailure               job_error       a job's own exception, across a thread/process
     ├── Refused                  (its error's)   a WebSocket handshake refused with an HTTP status
+    ├── StartInterrupted         interrupted     a shutdown signal arrived while the hub started
     ├── Disconnected             disconnected    client: the socket went away before the reply
     │   └── TokenRevoked         revoked         client: the hub revoked the token (4403)
     └── JobFailed                job_failed      client: the job ended failed or cancelled
@@ -47,6 +48,7 @@ __all__ = [
     "RateLimited",
     "Refused",
     "ServiceError",
+    "StartInterrupted",
     "TokenRevoked",
     "TooLarge",
     "Unauthorized",
@@ -173,6 +175,12 @@ class Refused(WirehubError):
         if self.status == 401:
             return [(b"www-authenticate", b'Bearer realm="wirehub"')]
         return []
+
+
+class StartInterrupted(WirehubError):
+    """A shutdown signal arrived before the hub finished starting (re-exported by wirehub.hub)."""
+
+    code = "interrupted"
 
 
 class Disconnected(WirehubError):

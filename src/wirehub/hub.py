@@ -38,8 +38,9 @@ from wirehub.core.node import Handler, Node
 from wirehub.core.protocol import CloseCode
 from wirehub.core.ratelimit import limit_per_client
 from wirehub.core.rooms import RoomPolicy
-from wirehub.errors import NotFound, WirehubError
+from wirehub.errors import NotFound, StartInterrupted, WirehubError
 from wirehub.extras import require as require_extra
+from wirehub.hubstats import STATS_ROOM, publish_stats, snapshot
 from wirehub.jobs.api import JobRunner
 from wirehub.jobs.component import Jobs
 from wirehub.jobs.local import LocalRunner
@@ -58,18 +59,10 @@ logger = logging.getLogger("wirehub.hub")
 
 T = TypeVar("T")
 
-#: System room where the hub publishes a stats snapshot every ``stats_interval``.
-STATS_ROOM = "$hub.stats"
 #: System room with ``connect`` / ``disconnect`` events of every client.
 CLIENTS_ROOM = "$hub.clients"
 #: Sender id of messages published by the server itself (HTTP API, hub.publish).
 SERVER_ID = "$hub"
-
-
-class StartInterrupted(WirehubError):
-    """A shutdown signal arrived before the hub finished starting."""
-
-    code = "interrupted"
 
 
 class Component(Protocol):
@@ -484,7 +477,12 @@ class Hub:
         self._spawn(housekeeping_loop(self.node.rooms), "housekeeping")
         self.loop_lag.start()
         if self.settings.stats_interval > 0:
-            self._spawn(self._stats_loop(self.settings.stats_interval), "stats")
+            self._spawn(
+                publish_stats(
+                    self.node, self.stats, self.loop_lag, self.settings.stats_interval, SERVER_ID
+                ),
+                "stats",
+            )
         self._started_up = True
         logger.info("hub %s started", self.node_id)
 
@@ -578,22 +576,6 @@ class Hub:
         """
         return await _collect_rooms(self.node.rooms, slice_size=COLLECT_SLICE)
 
-    async def _stats_loop(self, interval: float) -> None:
-        last_deliveries, last_published, last_at = 0, 0, time.monotonic()
-        while True:
-            await asyncio.sleep(interval)
-            now = time.monotonic()
-            rooms = self.node.rooms
-            elapsed = max(now - last_at, 1e-9)
-            snapshot = self.stats()
-            snapshot["deliveries_per_s"] = round((rooms.deliveries - last_deliveries) / elapsed, 1)
-            snapshot["published_per_s"] = round((rooms.published - last_published) / elapsed, 1)
-            snapshot["loop_lag_max_ms"] = round(self.loop_lag.take_max() * 1000, 2)
-            last_deliveries, last_published, last_at = rooms.deliveries, rooms.published, now
-            target = rooms.find(STATS_ROOM)
-            if target is not None and target.members:
-                self.node.publish(STATS_ROOM, SERVER_ID, snapshot)
-
     def readiness(self) -> dict[str, bool]:
         """Named checks for ``/readyz``; every one must be true to take traffic."""
         checks = {"hub": self.accepting}
@@ -609,25 +591,4 @@ class Hub:
         ``published``, ``deliveries``, ``slow_consumers``, ``errors`` (by code),
         ``rss_bytes``, ``loop_lag_ms``.
         """
-        node = self.node
-        return {
-            "node": self.node_id,
-            "uptime": round(time.time() - self.started_at, 1) if self.started_at else 0.0,
-            "connections": len(node.clients),
-            "rooms": len(node.rooms),
-            "rooms_evicted": node.rooms.evicted,
-            "published": node.rooms.published,
-            "deliveries": node.rooms.deliveries,
-            "slow_consumers": node.slow_consumers,
-            "errors": dict(node.errors),
-            "rss_bytes": _rss_bytes(),
-            "loop_lag_ms": round(self.loop_lag.last * 1000, 2),
-        }
-
-
-def _rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
+        return snapshot(self.node, self.node_id, self.started_at, self.loop_lag)

@@ -18,7 +18,6 @@ OPTIONAL = ("wirehub.jobs.celery", "wirehub.jobs.celery_worker")
 #: Not moved yet (files owned elsewhere): a hub start interrupted by a signal, the
 #: internal job-buffer signal (not a WirehubError), a private 422 variant of BadRequest.
 NOT_YET_MOVED = {
-    "wirehub.hub.StartInterrupted",
     "wirehub.jobs.buffer.BufferFull",
     "wirehub.web.api_jobs._Unprocessable",
 }
