@@ -84,7 +84,7 @@ class ServerInfo:
 
 def detect_server() -> ServerInfo:
     """Which server runs us: uvicorn's signal handler is a bound ``Server.handle_exit``."""
-    server_module = sys.modules.get("uvicorn.server")
+    server_module = sys.modules.get("uvicorn")  # its top level: uvicorn.Server
     handler = signal.getsignal(signal.SIGTERM)
     owner = getattr(handler, "__self__", None)
     if server_module is not None and isinstance(owner, server_module.Server):

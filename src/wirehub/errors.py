@@ -4,7 +4,8 @@ Every error a peer can cause maps to a wire ``code`` that ends up in an
 ``error`` frame (WebSocket), a JSON body (HTTP) or an event (TCP bridges);
 every error class of the package is here, including the ones its parts raise
 (re-exported where they are used: ``wirehub.services``, ``wirehub.bridges``,
-``wirehub.client``, ``wirehub.jobs.local``, ``wirehub.web.handshake``)::
+``wirehub.client``, ``wirehub.jobs.local``, ``wirehub.jobs.buffer``,
+``wirehub.web.handshake``)::
 
     WirehubError                 code
     ├── BadRequest               bad_request     malformed frame, ill-typed field
@@ -20,6 +21,7 @@ every error class of the package is here, including the ones its parts raise
     ├── CodecError               codec_error     a TCP bridge's decoder/encoder failed on a frame
     ├── ServiceError             service_error   a service could not be started or made ready
     ├── JobFailure               job_error       a job's own exception, across a thread/process
+    ├── BufferFull               buffer_full     a sync ctx.output on the loop found its buffer full
     ├── Refused                  (its error's)   a WebSocket handshake refused with an HTTP status
     ├── StartInterrupted         interrupted     a shutdown signal arrived while the hub started
     ├── Disconnected             disconnected    client: the socket went away before the reply
@@ -36,6 +38,7 @@ from typing import Any
 
 __all__ = [
     "BadRequest",
+    "BufferFull",
     "CodecError",
     "ConfigError",
     "Conflict",
@@ -151,6 +154,19 @@ class JobFailure(WirehubError):
     def __init__(self, type_name: str, message: str) -> None:
         super().__init__(message)
         self.type_name = type_name
+
+
+class BufferFull(WirehubError, RuntimeError):
+    """A sync ``ctx.output`` on the event loop found the job's buffer full past its slack.
+
+    Raised inside the job (which fails with it unless it catches it): an async
+    job must ``await ctx.aoutput(...)``, which waits for room. Also a
+    ``RuntimeError``, as it was before it joined the tree (re-exported by
+    ``wirehub.jobs.buffer``).
+    """
+
+    code = "buffer_full"
+    http_status = 503
 
 
 class Refused(WirehubError):

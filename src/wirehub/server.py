@@ -8,6 +8,11 @@ answer 503 until it is up), and on shutdown keeps listening while the hub
 refuses new clients and closes its own with 1001 after draining their queues;
 then it stops listening and lets uvicorn finish. ``run`` returns normally so
 the CLI exits 0 (1 when ``failed``).
+
+Only uvicorn's public API is used here (``uvicorn.Config``, ``uvicorn.Server``
+and its ``started`` / ``should_exit`` / ``force_exit`` flags), plus the
+lifecycle methods it overrides; whatever else it needs of uvicorn's inner state
+is a function of ``web/uvicorn_protocols/server_hooks.py``.
 """
 
 from __future__ import annotations
@@ -25,8 +30,8 @@ from wirehub.embedded import embedding_for
 from wirehub.errors import WirehubError
 from wirehub.hub import Hub, StartInterrupted
 from wirehub.settings import Settings
-from wirehub.web.app import create_app
-from wirehub.web.uvicorn_protocols import http_protocol_class, ws_protocol_class
+from wirehub.web.app import create_app, served_app
+from wirehub.web.uvicorn_protocols import http_protocol_class, server_hooks, ws_protocol_class
 from wirehub.web.wirelimits import WireCounters, WireLimits
 
 __all__ = ["HubServer", "build_server", "http_protocol", "wire_limits", "ws_protocol"]
@@ -100,7 +105,7 @@ class HubServer(uvicorn.Server):
             return
         self.started = True
         if self._listeners:
-            self._log_started_message(self._listeners)
+            server_hooks.log_started(self, self._listeners)
 
     async def _abandon(self) -> None:
         """The start did not finish: close what listens and what connected meanwhile."""
@@ -132,8 +137,7 @@ class HubServer(uvicorn.Server):
         #    bridges, jobs and services in reverse order.
         await self.hub.stop()
         # 3. Now stop listening.
-        for server in getattr(self, "servers", []):
-            server.close()
+        server_hooks.stop_listening(self)
         # 4. Give each WebSocket its close handshake (limits.close_timeout); one
         #    still open after that did not take its close frame (a peer that
         #    stopped reading): drop it instead of waiting for it.
@@ -148,16 +152,16 @@ class HubServer(uvicorn.Server):
             # A second signal skips uvicorn's lifespan shutdown; the hub is
             # already stopped, so end the lifespan task cleanly anyway rather
             # than leave it to be cancelled with a traceback.
-            await self.lifespan.shutdown()
+            await server_hooks.finish_lifespan(self)
 
     async def _drop_unclosed(self, timeout: float) -> int:
         """Wait up to ``timeout`` for WebSockets to close; abort (and count) the rest."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        # A connection leaves server_state.connections when its socket is gone;
-        # "closing" is not enough: a peer that does not read keeps it flushing.
+        # A connection is gone when its socket is, not when it is "closing":
+        # a peer that does not read keeps it flushing.
         while True:
-            open_ = _websocket_transports(self.server_state)
+            open_ = server_hooks.websocket_transports(self)
             if not open_ or self.force_exit or loop.time() >= deadline:
                 break
             await asyncio.sleep(0.02)
@@ -180,7 +184,7 @@ class HubServer(uvicorn.Server):
         with super().capture_signals():
             yield
             # A handled SIGTERM/SIGINT is a clean exit: do not re-raise it.
-            self._captured_signals.clear()
+            server_hooks.forget_captured_signals(self)
 
 
 def build_server(
@@ -190,13 +194,16 @@ def build_server(
     app = create_app(hub)
     srv = settings.server
     config = uvicorn.Config(
-        app,
+        served_app(app),
         host=host or srv.host,
         port=srv.port if port is None else port,
         loop="uvloop",
         http=http_protocol(settings, hub.node),
         ws=ws_protocol(settings, hub.node),
         ws_max_size=srv.ws_max_size,
+        # The hub's heartbeat pings at the application level (core/heartbeat.py,
+        # one timing wheel for all): no keepalive timers per connection in uvicorn.
+        ws_ping_interval=None,
         ws_per_message_deflate=srv.ws_per_message_deflate,
         # uvicorn annotates it int, but a float works: it goes to asyncio.wait_for.
         timeout_graceful_shutdown=srv.graceful_timeout,  # type: ignore[arg-type]
@@ -246,14 +253,3 @@ def ws_protocol(
 def _address(host: str | None, port: int) -> str:
     host = host or "0.0.0.0"
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _websocket_transports(state: uvicorn.server.ServerState) -> list[asyncio.Transport]:
-    """The transports of the WebSocket connections uvicorn holds (not plain HTTP ones)."""
-    found: list[asyncio.Transport] = []
-    for connection in list(state.connections):
-        if any("protocols.websockets" in c.__module__ for c in type(connection).__mro__):
-            transport = getattr(connection, "transport", None)
-            if transport is not None:
-                found.append(transport)
-    return found

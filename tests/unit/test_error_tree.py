@@ -15,10 +15,8 @@ from wirehub.errors import Forbidden, Refused, Unauthorized, WirehubError
 #: Modules that need extras a bare install may lack; they are checked when importable.
 OPTIONAL = ("wirehub.jobs.celery", "wirehub.jobs.celery_worker")
 
-#: Not moved yet (files owned elsewhere): a hub start interrupted by a signal, the
-#: internal job-buffer signal (not a WirehubError), a private 422 variant of BadRequest.
+#: Not moved yet (files owned elsewhere): a private 422 variant of BadRequest.
 NOT_YET_MOVED = {
-    "wirehub.jobs.buffer.BufferFull",
     "wirehub.web.api_jobs._Unprocessable",
 }
 
@@ -74,6 +72,8 @@ def test_the_docstring_draws_every_class_with_its_parent_and_code():
         ("wirehub.client", "Disconnected"),
         ("wirehub.client.errors", "TokenRevoked"),
         ("wirehub.client.errors", "JobFailed"),
+        ("wirehub.jobs.buffer", "BufferFull"),
+        ("wirehub.jobs", "BufferFull"),
     ],
 )
 def test_the_old_import_paths_give_the_same_classes(old, name):
@@ -90,6 +90,12 @@ def test_a_refused_handshake_speaks_for_the_error_behind_it():
     assert refused.to_wire() == {"code": "unauthorized", "message": "token expired"}
     assert refused.headers() == [(b"www-authenticate", b'Bearer realm="wirehub"')]
     assert Refused(403, Forbidden("origin 'x' is not allowed")).headers() == []
+
+
+def test_a_full_job_buffer_is_in_the_tree_and_still_a_runtime_error():
+    full = errors.BufferFull("job 'flood': its event buffer is full")
+    assert isinstance(full, WirehubError) and isinstance(full, RuntimeError)
+    assert (full.code, str(full)) == ("buffer_full", "job 'flood': its event buffer is full")
 
 
 def test_a_job_failure_keeps_the_type_name_and_reads_as_its_message():

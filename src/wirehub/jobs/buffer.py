@@ -40,6 +40,8 @@ from typing import Any
 
 import orjson
 
+from wirehub.errors import BufferFull
+
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_EVENTS",
@@ -72,10 +74,6 @@ SYNC_SLACK = 8
 _FINISHED_KEPT = 10_000
 #: Size counted for an event that is not an output (progress, lifecycle).
 _SMALL_EVENT = 64
-
-
-class BufferFull(RuntimeError):
-    """A sync ``ctx.output`` on the event loop found the job's buffer full past its slack."""
 
 
 def event_size(kind: str, fields: dict[str, Any]) -> int:

@@ -1,9 +1,10 @@
 """The ``jobs`` hub component: owns the runner and routes job events to peers.
 
 Runners put every event into one bounded :class:`~wirehub.jobs.buffer.EventBuffer`
-(a FIFO per job; a producer that outruns delivery blocks or awaits). One pump
-task drains it in time slices of :data:`PUMP_SLICE` seconds, yielding to the
-loop between slices, round-robin across jobs, and coalesces consecutive
+(a FIFO per job; a producer that outruns delivery blocks or awaits). One
+:class:`~wirehub.core.pump.Pump` drains it (the buffer is its source, with
+bounds of its own) in time slices of :data:`PUMP_SLICE` seconds, yielding to
+the loop between slices, round-robin across jobs, and coalesces consecutive
 outputs of a job into one ``job.output`` frame with ``items``. Each resulting
 event goes, in order:
 
@@ -32,6 +33,7 @@ from typing import Any
 
 from wirehub.core.connection import Connection
 from wirehub.core.protocol import Frame, encode, req_str
+from wirehub.core.pump import Pump
 from wirehub.errors import WirehubError
 from wirehub.jobs.api import (
     JobRecord,
@@ -97,10 +99,12 @@ class Jobs:
         self.buffer = self._new_buffer()
         self.batch_items = batch_items
         self.batch_bytes = batch_bytes
-        self._wakeup = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
-        self._pump: asyncio.Task[None] | None = None
+        #: The one consumer of the buffer (it keeps its own bounds: the pump only drains it).
+        self._pump: Pump[list[dict[str, Any]]] = Pump(
+            self._deliver_run, take=self._take, budget=PUMP_SLICE, name="wirehub-jobs"
+        )
         self.submitted = 0
         #: Frames the pump delivered, and the outputs they carried.
         self.frames = 0
@@ -114,22 +118,15 @@ class Jobs:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self.buffer = self._new_buffer()  # a fresh one: stop() closed the last
-        self._pump = self._loop.create_task(self._pump_loop(), name="wirehub-jobs")
+        self._pump.start()
         await self.runner.start(self.buffer)
         logger.info("jobs ready (runner %s, modules %s)", self.runner.name, list(self.modules))
 
     async def stop(self) -> None:
         """Stop the runner (its own rules for running jobs), deliver its last events."""
         await self.runner.stop()
-        if self._pump is not None:
-            # Let the pump deliver the runner's last events, then stop it.
-            self._wakeup.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._drained(), 2.0)
-            self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump
-            self._pump = None
+        # Let the pump deliver the runner's last events, then stop it.
+        await self._pump.close(timeout=2.0)
         # Abandoned producers still waiting for room give up.
         self.buffer.close_all()
         logger.info(
@@ -251,32 +248,21 @@ class Jobs:
     def _ready(self) -> None:
         """The buffer got events: wake the pump (from any thread)."""
         if threading.get_ident() == self._loop_thread:
-            self._wakeup.set()
+            self._pump.wake()
         elif self._loop is not None:
             with contextlib.suppress(RuntimeError):  # loop closed: the hub is gone
-                self._loop.call_soon_threadsafe(self._wakeup.set)
+                self._loop.call_soon_threadsafe(self._pump.wake)
 
-    async def _drained(self) -> None:
-        while len(self.buffer):
-            await asyncio.sleep(0.01)
+    def _take(self) -> builtins.list[dict[str, Any]] | None:
+        """The pump's source: the next run of one job (round-robin), None when none waits."""
+        return self.buffer.take(self.batch_items, self.batch_bytes)
 
-    async def _pump_loop(self) -> None:
-        """Drain the buffer run by run, yielding to the loop every ``PUMP_SLICE`` seconds."""
-        loop = asyncio.get_running_loop()
-        take = self.buffer.take
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            deadline = loop.time() + PUMP_SLICE
-            while (run := take(self.batch_items, self.batch_bytes)) is not None:
-                event = coalesce(run)
-                try:
-                    await self._deliver(event)
-                except Exception:
-                    logger.exception("could not deliver job event %s", event.get("type"))
-                if loop.time() >= deadline:
-                    await asyncio.sleep(0)
-                    deadline = loop.time() + PUMP_SLICE
+    async def _deliver_run(self, run: builtins.list[dict[str, Any]]) -> None:
+        event = coalesce(run)
+        try:
+            await self._deliver(event)
+        except Exception:
+            logger.exception("could not deliver job event %s", event.get("type"))
 
     async def _deliver(self, event: dict[str, Any]) -> None:
         client_id = event.pop("client_id", None)

@@ -35,7 +35,7 @@ from typing import Any
 
 import orjson
 
-from wirehub.errors import Conflict, JobFailure, NotFound
+from wirehub.errors import BufferFull, Conflict, JobFailure, NotFound
 from wirehub.jobs.api import (
     EventSink,
     JobContext,
@@ -46,7 +46,7 @@ from wirehub.jobs.api import (
     get_spec,
     python_args,
 )
-from wirehub.jobs.buffer import SYNC_SLACK, BufferFull, event_size
+from wirehub.jobs.buffer import SYNC_SLACK, event_size
 from wirehub.jobs.process import mp_context, process_main, relay
 
 __all__ = ["JobFailure", "LocalRunner", "check_json", "error_dict"]

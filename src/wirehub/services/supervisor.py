@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import math
 import os
 import re
 import signal
@@ -35,6 +36,7 @@ from typing import Any
 import httpx
 
 from wirehub.backoff import backoff
+from wirehub.core.pump import Pump
 from wirehub.errors import ServiceError, WirehubError
 from wirehub.services.logstream import LogLine, LogRing, PipeReader
 from wirehub.services.probes import make_probe, wait_ready
@@ -106,10 +108,16 @@ class Service:
         self._task: asyncio.Task[None] | None = None
         # Settled when the current start attempt is ready (True) or failed (False).
         self._attempt: asyncio.Future[bool] | None = None
-        self._outbox: deque[tuple[str, Any]] = deque()
-        self._pending_lines = 0
-        self._outbox_wakeup = asyncio.Event()
-        self._pump: asyncio.Task[None] | None = None
+        #: State changes (pushed: never dropped, few) and log lines (offered:
+        #: at most MAX_PENDING_LINES wait), published in order by one task. No
+        #: time budget: while it publishes, the pipe readers wait, so a flood
+        #: backs up into the program's pipe (it blocks) instead of being dropped.
+        self._outbox: Pump[tuple[str, Any]] = Pump(
+            self._publish_one,
+            maxsize=MAX_PENDING_LINES,
+            budget=math.inf,
+            name=f"wirehub-service-{self.name}-pub",
+        )
         self._client: httpx.AsyncClient | None = None
 
     # -- what handlers see -------------------------------------------------------------
@@ -169,10 +177,7 @@ class Service:
         if self._task is not None and not self._task.done():
             return
         loop = asyncio.get_running_loop()
-        if self._pump is None or self._pump.done():
-            self._pump = loop.create_task(
-                self._pump_loop(), name=f"wirehub-service-{self.name}-pub"
-            )
+        self._outbox.start()
         self._stop.clear()
         self._attempt = loop.create_future()
         self._task = loop.create_task(self._run(), name=f"wirehub-service-{self.name}")
@@ -217,13 +222,7 @@ class Service:
     async def close(self) -> None:
         """Stop, flush queued events and close the shared HTTP client."""
         await self.stop()
-        if self._pump is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._flush(), 1.0)
-            self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump
-            self._pump = None
+        await self._outbox.close(timeout=1.0)
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -484,37 +483,26 @@ class Service:
             and self._log_re.search(line)
         ):
             self._log_matched.set()
-        if self._pending_lines >= MAX_PENDING_LINES:
-            self.lines_dropped += 1
-            return
-        self._pending_lines += 1
-        self._enqueue(log_room(self.name), {"service": self.name, "stream": stream, "line": line})
-
-    def _enqueue(self, room: str, data: Any) -> None:
         if self._publish is None:
             return
-        self._outbox.append((room, data))
-        self._outbox_wakeup.set()
+        entry = (log_room(self.name), {"service": self.name, "stream": stream, "line": line})
+        if not self._outbox.offer(entry):
+            self.lines_dropped += 1
 
-    async def _pump_loop(self) -> None:
-        """Publish queued events in order; one publish failing does not stop the next."""
-        while True:
-            await self._outbox_wakeup.wait()
-            self._outbox_wakeup.clear()
-            while self._outbox:
-                room, data = self._outbox.popleft()
-                if room != SERVICES_ROOM:
-                    self._pending_lines -= 1
-                if self._publish is None:
-                    continue
-                try:
-                    await self._publish(room, data)
-                except Exception:
-                    logger.exception("service %s: publishing to %s failed", self.name, room)
+    def _enqueue(self, room: str, data: Any) -> None:
+        """A state change: never dropped (a few per run), in order with the lines."""
+        if self._publish is not None:
+            self._outbox.push((room, data))
 
-    async def _flush(self) -> None:
-        while self._outbox:
-            await asyncio.sleep(0.01)
+    async def _publish_one(self, entry: tuple[str, Any]) -> None:
+        """The pump's handler: one publish failing does not stop the next."""
+        room, data = entry
+        if self._publish is None:
+            return
+        try:
+            await self._publish(room, data)
+        except Exception:
+            logger.exception("service %s: publishing to %s failed", self.name, room)
 
 
 def _shorten(line: str, limit: int = 500) -> str:

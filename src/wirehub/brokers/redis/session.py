@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import RedisError
 
 from wirehub.backoff import backoff
+from wirehub.core.pump import Pump
 
 if TYPE_CHECKING:
     from wirehub.brokers.redis.broker import RoomSync
     from wirehub.brokers.redis.registry import Registry
 
-__all__ = ["FAILURES", "MAX_PENDING_OPS", "Session", "safe_url"]
+__all__ = ["FAILURES", "MAX_PENDING_OPS", "Op", "Session", "safe_url"]
 
 logger = logging.getLogger("wirehub.broker")
 
@@ -32,6 +33,9 @@ logger = logging.getLogger("wirehub.broker")
 FAILURES = (RedisError, OSError, TimeoutError)
 #: Operations waiting for Redis before new ones are dropped (and counted).
 MAX_PENDING_OPS = 100_000
+
+#: One write for Redis, run in order by the op pump: a coroutine function and its arguments.
+Op = tuple[Callable[..., Awaitable[Any]], tuple[Any, ...]]
 
 
 class Session:
@@ -49,7 +53,7 @@ class Session:
     _registry: Registry
     _rooms: dict[str, RoomSync]
     _channels: list[str]
-    _ops: asyncio.Queue[tuple[Callable[..., Awaitable[Any]], tuple[Any, ...]]]
+    _ops: Pump[Op]
 
     def _init_session(self) -> None:
         self._confirm: dict[bytes, asyncio.Future[None]] = {}
@@ -197,32 +201,26 @@ class Session:
 
     # -- the ordered op queue and the heartbeat ----------------------------------------------------
 
+    def _new_op_pump(self) -> Pump[Op]:
+        """Writes run one at a time, in order; past MAX_PENDING_OPS new ones are dropped."""
+        return Pump(self._run_op, maxsize=MAX_PENDING_OPS, name="wirehub-redis-ops")
+
     def _enqueue(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
-        if self._ops.qsize() >= MAX_PENDING_OPS:
+        if not self._ops.offer((fn, args)):
             self.dropped_ops += 1
-            return
-        self._ops.put_nowait((fn, args))
 
     async def _flush(self) -> None:
         """Wait until every op queued before this call has run."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self._ops.drain()
 
-        async def mark() -> None:
-            if not done.done():
-                done.set_result(None)
-
-        self._ops.put_nowait((mark, ()))
-        await done
-
-    async def _op_loop(self) -> None:
-        while True:
-            fn, args = await self._ops.get()
-            try:
-                await fn(*args)
-            except FAILURES as exc:
-                self._lost(exc)
-            except Exception:
-                logger.exception("redis broker operation %s failed", fn.__name__)
+    async def _run_op(self, op: Op) -> None:
+        fn, args = op
+        try:
+            await fn(*args)
+        except FAILURES as exc:
+            self._lost(exc)
+        except Exception:
+            logger.exception("redis broker operation %s failed", fn.__name__)
 
     async def _heartbeat_loop(self) -> None:
         while True:

@@ -16,7 +16,13 @@ module                 what
                        :class:`RawSendProtocol` (``wirehub``, ``auto``): control
                        frames rate-limited and within the outbound bound
 ``optional``           ``websockets`` (legacy) and ``wsproto``, imported when chosen
+``embed``              ``adopt``: hand an embedded hub's uvicorn these classes
+``server_hooks``       what ``wirehub serve``'s ``HubServer`` needs of
+                       ``uvicorn.Server`` beyond its documented API
 =====================  ============================================================
+
+No module outside this package imports a uvicorn submodule or touches
+``uvicorn.Server``'s inner state (``tests/unit/test_uvicorn_seam.py``).
 
 The classes take their bounds as class attributes: :func:`ws_protocol_class`
 and :func:`http_protocol_class` build a subclass per configuration, holding a
@@ -43,6 +49,7 @@ from websockets.server import ServerProtocol
 from wirehub.web.uvicorn_protocols.http import WirehubHttpProtocol
 from wirehub.web.uvicorn_protocols.optional import legacy_class, raise_parser_limits, wsproto_class
 from wirehub.web.uvicorn_protocols.sansio import RawSendProtocol, WirehubWebSocketProtocol
+from wirehub.web.uvicorn_protocols.server_hooks import SERVER_METHODS
 from wirehub.web.wirelimits import LocalCounters, WireCounters, WireLimits
 
 __all__ = [
@@ -81,6 +88,7 @@ HOOKS: Final = (
     (ServerProtocol, "recv_frame"),
     (ServerProtocol, "data_to_send"),
     (ServerProtocol, "fail"),
+    *((uvicorn.Server, name) for name in SERVER_METHODS),
 )
 
 

@@ -33,7 +33,7 @@ from websockets.server import ServerProtocol
 
 from wirehub.core.protocol import CloseCode
 from wirehub.core.ratelimit import FrameLimiter
-from wirehub.web.rawsend import EXTENSION
+from wirehub.web.rawsend import EXTENSION, EXTENSION_MANY
 from wirehub.web.uvicorn_protocols._common import logger, peer
 from wirehub.web.wirelimits import LocalCounters, WireCounters, WireLimits
 
@@ -77,6 +77,7 @@ class _ClosingTransport:
         "pause_reading",
         "resume_reading",
         "write",
+        "writelines",
     )
 
     def __init__(
@@ -88,6 +89,7 @@ class _ClosingTransport:
         self._abort_timer: asyncio.TimerHandle | None = None
         # The hot methods, bound once (no indirection per frame).
         self.write = transport.write
+        self.writelines = transport.writelines
         self.is_closing = transport.is_closing
         self.get_write_buffer_size = transport.get_write_buffer_size
         self.pause_reading = transport.pause_reading
@@ -112,6 +114,76 @@ class _ClosingTransport:
         return getattr(self._transport, name)
 
 
+class _ReceiveQueue:
+    """What uvicorn's class needs of its ``asyncio.Queue``, without four eager deques.
+
+    An ``asyncio.Queue`` allocates three deques and an Event (another deque) per
+    connection, about 3 KiB that an idle connection never uses: the receive
+    queue has one consumer (the app's ``receive``) and holds at most what one
+    read brought in, so a list and one lazily created future do.
+    """
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: list[Any] = []
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> Any:
+        items = self._items
+        while not items:
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        return items.pop(0)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+
+class _Writable:
+    """uvicorn's ``writable`` ``asyncio.Event``, with its waiter future made only when waited on."""
+
+    __slots__ = ("_set", "_waiter")
+
+    def __init__(self) -> None:
+        self._set = True
+        self._waiter: asyncio.Future[None] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> bool:
+        if self._set:
+            return True
+        if self._waiter is None:
+            self._waiter = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._waiter)
+        return True
+
+
 class WirehubWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's sans-I/O WebSocket protocol with bounded control frames (module docstring)."""
 
@@ -120,6 +192,9 @@ class WirehubWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Lighter stand-ins for the per-connection asyncio objects (see their docstrings).
+        self.queue = _ReceiveQueue()  # type: ignore[assignment]
+        self.writable = _Writable()  # type: ignore[assignment]
         limits = self.limits
         self.close_timeout = limits.close_timeout
         plain = self.conn
@@ -296,6 +371,16 @@ class WirehubWebSocketProtocol(WebSocketsSansIOProtocol):
                 return
             raise ClientDisconnected()
         await super().send(message)
+        if message["type"] == "websocket.accept" and self.handshake_complete:
+            # The handshake is over: its parsed request and response (two header
+            # multidicts, ~4 KiB) are never read again; the scope keeps the headers.
+            # Emptied, not only dropped: websockets' parser generator keeps the
+            # request in a local for the connection's lifetime.
+            for handshake in (self.request, self.response):
+                headers = getattr(handshake, "headers", None)
+                if headers is not None:
+                    headers.clear()
+            del self.request, self.response
 
 
 class RawSendProtocol(WirehubWebSocketProtocol):
@@ -306,18 +391,30 @@ class RawSendProtocol(WirehubWebSocketProtocol):
         scope: Any = getattr(self, "scope", None)
         if scope is not None:
             # The app task was created but has not run yet: it sees this.
-            scope["extensions"][EXTENSION] = self.write_frame
+            extensions = scope["extensions"]
+            extensions[EXTENSION] = self.write_frame
+            extensions[EXTENSION_MANY] = self.write_frames
 
-    def write_frame(self, frame: bytes) -> bool:
-        """Write a whole framed message now, or return False to take the ASGI path."""
-        if (
+    def _raw_ok(self) -> bool:
+        return not (
             not self.handshake_complete
             or self.close_sent
             or not self.writable.is_set()
             or self.conn.state is not State.OPEN
             or self.conn.extensions
             or self.transport.is_closing()
-        ):
+        )
+
+    def write_frame(self, frame: bytes) -> bool:
+        """Write a whole framed message now, or return False to take the ASGI path."""
+        if not self._raw_ok():
             return False
         self.transport.write(frame)
+        return True
+
+    def write_frames(self, frames: list[bytes]) -> bool:
+        """Write whole framed messages now in one vectored write, or return False."""
+        if not self._raw_ok():
+            return False
+        self.transport.writelines(frames)
         return True
