@@ -27,6 +27,11 @@ class MemoryTransport:
         """What was sent, decoded."""
         return [orjson.loads(text) for text in self.sent]
 
+    coalesces = False
+
+    def try_writelines(self, outs: list[Outbound]) -> bool:
+        return False
+
     def try_write(self, out: Outbound) -> bool:
         return False  # no fast path: every frame goes through send
 

@@ -14,7 +14,9 @@ from wirehub.errors import NotFound
 
 
 def queued(conn: Connection) -> list[dict]:
-    return [orjson.loads(f.text) for f in conn._queue]
+    """What the peer got (an idle connection writes at once) and what still waits for it."""
+    sent = conn.transport.sent  # type: ignore[attr-defined]
+    return [orjson.loads(t) for t in sent] + [orjson.loads(f.text) for f in (conn._queue or ())]
 
 
 async def test_memory_broker_sequences_and_keeps_history_through_the_node():

@@ -23,6 +23,11 @@ class FastPeer:
         self.written: list[bytes] = []
         self.sent: list[Outbound] = []
 
+    coalesces = False
+
+    def try_writelines(self, outs: list[Outbound]) -> bool:
+        return False
+
     def try_write(self, out: Outbound) -> bool:
         if not self.accept:
             return False

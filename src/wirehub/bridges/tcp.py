@@ -104,6 +104,12 @@ class TcpTransport:
         self.closing = False
         self.last_write = time.monotonic()
 
+    #: Frames go one by one through :meth:`send` (the bridge's codec may fail on one).
+    coalesces = False
+
+    def try_writelines(self, outs: list[Outbound]) -> bool:
+        return False
+
     def try_write(self, out: Outbound) -> bool:
         """Decline: a TCP write goes through :meth:`send`, which reports codec errors."""
         return False
@@ -459,7 +465,11 @@ class TcpBridge:
             if data is None:
                 self.drops += 1
                 continue
-            await hub.publish(room, data, sender=conn.id, exclude=conn.id)
+            try:
+                await hub.publish(room, data, sender=conn.id, exclude=conn.id)
+            except WirehubError as exc:  # a typed room's model refused it: that frame only
+                await self.report(conn.id, exc.code, exc.message)
+                continue
             # Give the writers a turn before the next frame: the sender is read
             # only as fast as the hub delivers.
             await asyncio.sleep(0)

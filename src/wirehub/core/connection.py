@@ -10,6 +10,11 @@ Every frame travels as one :class:`~wirehub.core.outbound.Outbound` envelope
 (a fan-out builds it once for all its members), so each transport form of it
 is built once per publish.
 
+Coalesced writes: a connection whose transport can write raw frames
+(``Transport.coalesces``) and that is idle *corks* what it is sent during one
+loop pass and flushes it in one :meth:`Transport.try_writelines` at the end of
+the pass (core/coalesce.py): one write syscall for every frame of the pass.
+
 Fast writes: when the queue is empty and the writer is idle, :meth:`send`
 first offers the envelope to :meth:`Transport.try_write`, which writes it
 whole at once or declines. When it declines, :meth:`send`
@@ -31,18 +36,30 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
+from wirehub.core.coalesce import Coalescer
 from wirehub.core.outbound import Outbound
 from wirehub.core.protocol import CloseCode
 
-__all__ = ["Connection", "Transport"]
+__all__ = ["CORK_MAX_BYTES", "CORK_MAX_FRAMES", "Connection", "Transport"]
 
 logger = logging.getLogger("wirehub.connection")
+
+#: A cork is flushed at once when it holds this many frames or bytes (one pass
+#: that produces more for one peer writes more than once; memory stays bounded).
+CORK_MAX_FRAMES = 256
+CORK_MAX_BYTES = 256 * 1024
 
 
 class Transport(Protocol):
     """What a connection needs from its socket; implemented by the web and TCP adapters."""
 
     kind: str  # "ws" or "tcp"
+    #: Whether :meth:`try_writelines` can take a pass's frames in one write
+    #: (false: every frame goes through :meth:`try_write` / :meth:`send`).
+    coalesces: bool
+
+    def try_writelines(self, outs: list[Outbound]) -> bool:
+        """Write all these frames now, in order, in one write, or decline (False)."""
 
     def try_write(self, out: Outbound) -> bool:
         """Write the whole frame now without waiting, or decline (return False).
@@ -68,7 +85,51 @@ class Transport(Protocol):
 
 
 class Connection:
-    """A peer with an id, a set of rooms, a bounded queue and one writer task."""
+    """A peer with an id, a set of rooms, a bounded queue and one writer task.
+
+    Idle connections hold no asyncio objects of their own: the writer task,
+    the queue and the closed-waiter are made when first needed (a frame the
+    socket did not take at once, a close), so thousands of idle peers cost
+    only their plain attributes.
+    """
+
+    __slots__ = (
+        "__weakref__",  # uploads and others key weak tables by connection
+        "_blocked_since",
+        "_close_timeout",
+        "_closed",
+        "_closed_waiter",
+        "_closer",
+        "_closing",
+        "_coalescer",
+        "_cork",
+        "_cork_bytes",
+        "_draining",
+        "_idle",
+        "_max_lag",
+        "_max_queue",
+        "_max_queue_bytes",
+        "_on_slow",
+        "_pending",
+        "_queue",
+        "_queued_bytes",
+        "_started",
+        "_try_write",
+        "_writer",
+        "bytes_out",
+        "close_code",
+        "close_reason",
+        "connected_at",
+        "frames_in",
+        "frames_out",
+        "id",
+        "kind",
+        "last_seen",
+        "meta",
+        "ping_sent",
+        "rooms",
+        "transport",
+    )
 
     def __init__(
         self,
@@ -81,6 +142,7 @@ class Connection:
         close_timeout: float = 2.0,
         on_slow: Callable[[Connection], None] | None = None,
         meta: dict[str, object] | None = None,
+        coalescer: Coalescer | None = None,
     ) -> None:
         self.id = client_id
         self.transport = transport
@@ -101,34 +163,43 @@ class Connection:
         self._close_timeout = close_timeout
         self._on_slow = on_slow
         self._try_write = transport.try_write
-        self._queue: deque[Outbound] = deque()
-
+        # Frames waiting for the writer (made on first use).
+        self._queue: deque[Outbound] | None = None
         self._queued_bytes = 0
+        # What this pass corked (None: this transport does not coalesce).
+        self._coalescer = coalescer
+        self._cork: list[Outbound] | None = (
+            [] if coalescer is not None and transport.coalesces else None
+        )
+        self._cork_bytes = 0
         # A transport send that had to wait: (coroutine, what it yielded, size).
         self._pending: tuple[Coroutine[Any, Any, None], Any, int] | None = None
         # Since when the peer has not taken what we gave it (None: it keeps up).
         self._blocked_since: float | None = None
+        # Nothing queued, nothing pending, no writer running: a send may write at once.
         self._idle = False
-        self._waiter: asyncio.Future[None] | None = None
+        self._started = False
         self._closing = False
         self._draining = False
         self._writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
-        self._closed = asyncio.Event()
+        self._closed = False
+        self._closed_waiter: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
-        return (
-            f"<Connection {self.id} {self.kind} rooms={len(self.rooms)} queued={len(self._queue)}>"
-        )
+        return f"<Connection {self.id} {self.kind} rooms={len(self.rooms)} queued={self.queued}>"
 
     # -- lifecycle ---------------------------------------------------------
 
     def start(self) -> None:
-        """Start the writer task; frames sent before this wait in the queue."""
-        if self._writer is None:
-            self._writer = asyncio.get_running_loop().create_task(
-                self._write_loop(), name=f"wirehub-writer-{self.id}"
-            )
+        """Start writing; frames sent before this wait in the queue."""
+        if self._started:
+            return
+        self._started = True
+        if self._queue or self._pending is not None:
+            self._spawn_writer()
+        else:
+            self._idle = True
 
     @property
     def open(self) -> bool:
@@ -136,7 +207,7 @@ class Connection:
 
     @property
     def queued(self) -> int:
-        return len(self._queue) + (self._pending is not None)
+        return len(self._queue or ()) + (self._pending is not None) + len(self._cork or ())
 
     @property
     def queued_bytes(self) -> int:
@@ -146,33 +217,49 @@ class Connection:
         """Schedule closing; idempotent. With ``drain`` the queue is flushed first."""
         if self._closing:
             return
+        if drain:
+            self.flush()
         self._closing = True
         self._draining = drain
         self.close_code = int(code)
         self.close_reason = reason
         if not drain:
-            self._queue.clear()
-            self._queued_bytes = 0
-        self._wake()
+            self._clear()
         self._closer = asyncio.get_running_loop().create_task(
             self._close(code, reason), name=f"wirehub-close-{self.id}"
         )
 
     async def wait_closed(self) -> None:
-        await self._closed.wait()
+        if self._closed:
+            return
+        if self._closed_waiter is None:
+            self._closed_waiter = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._closed_waiter)
+
+    def _set_closed(self) -> None:
+        self._closed = True
+        waiter = self._closed_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def transport_lost(self) -> None:
         """The peer went away on its own: stop writing, nothing to close politely."""
         if not self._closing:
             self._closing = True
             self.close_code = self.close_code or CloseCode.GOING_AWAY
-            self._queue.clear()
-            self._queued_bytes = 0
+            self._clear()
+        self._uncork()
         if self._writer is not None and not self._writer.done():
             self._writer.cancel()
         self._drop_pending()
         if self._closer is None:
-            self._closed.set()
+            self._set_closed()
+
+    def _clear(self) -> None:
+        if self._queue:
+            self._queue.clear()
+        self._queued_bytes = 0
+        self._uncork()
 
     # -- sending -----------------------------------------------------------
 
@@ -190,15 +277,62 @@ class Connection:
         if self._closing:
             return False
         out = frame if isinstance(frame, Outbound) else Outbound(frame)
-        if self._idle and self._pending is None:
+        if self._idle:
+            cork = self._cork
+            if cork is not None:
+                if not cork:
+                    self._coalescer.mark(self)  # type: ignore[union-attr]
+                cork.append(out)
+                self._cork_bytes += out.size
+                if len(cork) >= CORK_MAX_FRAMES or self._cork_bytes >= CORK_MAX_BYTES:
+                    self.flush()
+                return True
             if self._try_write(out):
                 self.frames_out += 1
                 self.bytes_out += out.size
                 return True
             return self._send_eagerly(out)
+        return self._enqueue(out)
 
+    def flush(self) -> None:
+        """Write what this pass corked, in one write (the coalescer calls it once per pass).
+
+        If the transport declines (its socket is paused: backpressure), the
+        frames take the ordinary path in order — the first one stepped at
+        once, the rest queued under the same bounds as any other.
+        """
+        cork = self._cork
+        if not cork:
+            return
+        self._cork = []
+        size, self._cork_bytes = self._cork_bytes, 0
+        if self._closing:
+            return
+        if self.transport.try_writelines(cork):
+            self.frames_out += len(cork)
+            self.bytes_out += size
+            return
+        for out in cork:
+            if self._closing:
+                return
+            if not self._idle:
+                self._enqueue(out)
+            elif self._try_write(out):
+                self.frames_out += 1
+                self.bytes_out += out.size
+            else:
+                self._send_eagerly(out)
+
+    def _uncork(self) -> None:
+        if self._cork:
+            self._cork = []
+            self._cork_bytes = 0
+
+    def _enqueue(self, out: Outbound) -> bool:
         size = out.size
         queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
         if (
             len(queue) >= self._max_queue
             or self._queued_bytes + size > self._max_queue_bytes
@@ -212,8 +346,17 @@ class Connection:
         queue.append(out)
         self._queued_bytes += size
         if self._idle:
-            self._wake()
+            self._spawn_writer()
         return True
+
+    def _spawn_writer(self) -> None:
+        # Not idle from now on (the writer has frames), so that no later send
+        # takes the fast path ahead of what it holds.
+        self._idle = False
+        if self._writer is None and self._started:
+            self._writer = asyncio.get_running_loop().create_task(
+                self._write_loop(), name=f"wirehub-writer-{self.id}"
+            )
 
     def _send_eagerly(self, out: Outbound) -> bool:
         coro = self.transport.send(out)
@@ -230,24 +373,19 @@ class Connection:
         # The transport has to wait for the peer: the writer task finishes it.
         self._pending = (coro, yielded, out.size)
         self._blocked_since = time.monotonic()
-        self._wake()
+        self._spawn_writer()
         return True
 
     def _slow(self) -> None:
         logger.warning(
             "[%s] slow consumer: %d frames / %d bytes queued, closing",
             self.id,
-            len(self._queue),
+            len(self._queue or ()),
             self._queued_bytes,
         )
         self.close(CloseCode.SLOW_CONSUMER, "slow consumer: outbound queue full")
         if self._on_slow is not None:
             self._on_slow(self)
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
     def _drop_pending(self) -> None:
         if self._pending is not None:
@@ -285,13 +423,13 @@ class Connection:
         self.bytes_out += size
 
     async def _write_loop(self) -> None:
-        queue = self._queue
+        """Drain what the socket did not take at once, then end (idle again)."""
         transport = self.transport
-        loop = asyncio.get_running_loop()
         try:
             while True:
                 if self._pending is not None:
                     await self._finish_pending()
+                queue = self._queue
                 while queue:
                     out = queue.popleft()
                     size = out.size
@@ -301,21 +439,19 @@ class Connection:
                     self.frames_out += 1
                     self.bytes_out += size
                 self._blocked_since = None
-                if self._closing:
-                    return
-                self._waiter = loop.create_future()
-                self._idle = True
-                try:
-                    await self._waiter
-                finally:
-                    self._idle = False
-                    self._waiter = None
+                if self._pending is None and not self._queue:
+                    break
         except asyncio.CancelledError:
             self._drop_pending()
             raise
         except Exception as exc:  # the socket broke under us: the peer is gone
             logger.debug("[%s] write failed: %r", self.id, exc)
             self.transport_lost()
+        finally:
+            self._writer = None
+            if not self._closing:
+                self._idle = True
+                self._queue = None  # an idle peer keeps no queue
 
     async def _close(self, code: int, reason: str) -> None:
         # 1. Let the writer flush (drain) or stop it now.
@@ -338,4 +474,4 @@ class Connection:
             logger.debug("[%s] polite close failed (%r), aborting", self.id, exc)
             self.transport.abort()
         finally:
-            self._closed.set()
+            self._set_closed()

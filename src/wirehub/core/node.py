@@ -24,7 +24,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
+from wirehub.core.coalesce import Coalescer
 from wirehub.core.connection import Connection
+from wirehub.core.idempotency import check_key
 from wirehub.core.outbound import Outbound
 from wirehub.core.protocol import (
     CloseCode,
@@ -77,6 +79,9 @@ class Node:
         self.node_id = node_id
         self.rooms = RoomRegistry(policies, max_rooms=max_rooms)
         self.clients: dict[str, Connection] = {}
+        #: One dirty list for every connection of this node: what a loop pass
+        #: sends a peer leaves in one write at the end of the pass.
+        self.coalescer = Coalescer()
         self.max_frame = max_frame
         self.max_rooms_per_connection = max_rooms_per_connection
         self.publish_requires_join = publish_requires_join
@@ -107,6 +112,11 @@ class Node:
         #: Token expiry timers and the sub/jti index (``core.tokens.Sessions``), told
         #: of every peer that comes and goes; None with auth off.
         self.sessions: Sessions | None = None
+        #: ``check_data(room, data) -> data``: the typed rooms' validation
+        #: (``wirehub.typed.Schemas.check_data``), run where every publish enters
+        #: (WebSocket, HTTP, ``hub.publish``); raises BadRequest. None while no
+        #: room has a model, so untyped hubs pay nothing per publish.
+        self.check_data: Callable[[str, Any], Any] | None = None
         # Built-ins that ask the broker (awaited); the others answer at once.
         self._async_builtins = frozenset({"join", "publish", "direct", "presence"})
         self._builtin: dict[str, Callable[[Connection, Frame], Any]] = {
@@ -313,8 +323,12 @@ class Node:
 
     async def _on_publish(self, conn: Connection, frame: Frame) -> Frame:
         name, exclude = self._publish_args(conn, frame)
+        data = frame["data"] if self.check_data is None else self.check_data(name, frame["data"])
+        key = check_key(frame.get("idempotency_key"))
         self.rooms.published += 1
-        offset = await self.broker.publish(name, conn.id, frame["data"], exclude=exclude)
+        offset = await self.broker.publish(
+            name, conn.id, data, exclude=exclude, idempotency_key=key
+        )
         return {"type": "ack", "room": name, "offset": offset}
 
     async def _on_direct(self, conn: Connection, frame: Frame) -> Frame:
@@ -350,15 +364,27 @@ class Node:
     # -- server-side operations ----------------------------------------------------
 
     async def publish_async(
-        self, room: str, sender: str, data: Any, *, exclude: str | None = None
+        self,
+        room: str,
+        sender: str,
+        data: Any,
+        *,
+        exclude: str | None = None,
+        idempotency_key: str | None = None,
     ) -> int:
-        """Publish a message from the server side (``hub.publish``); returns its offset."""
+        """Publish a message from the server side (``hub.publish``); returns its offset
+        (the first one's for an ``idempotency_key`` already used in the window)."""
+        if self.check_data is not None:
+            data = self.check_data(room, data)
+        key = check_key(idempotency_key)
         self.rooms.published += 1
-        return await self.broker.publish(room, sender, data, exclude=exclude)
+        return await self.broker.publish(room, sender, data, exclude=exclude, idempotency_key=key)
 
     def publish(self, room: str, sender: str, data: Any, *, exclude: str | None = None) -> int:
         """:meth:`publish_async` for synchronous callers: the offset, or 0 when the
         broker cannot tell it without waiting (it queues the publish, in order)."""
+        if self.check_data is not None:
+            data = self.check_data(room, data)
         self.rooms.published += 1
         return self.broker.publish_nowait(room, sender, data, exclude=exclude)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["Outbound", "ws_frame"]
+__all__ = ["Outbound", "batch_frames", "ws_frame"]
 
 T = TypeVar("T")
 
@@ -45,12 +45,15 @@ class Outbound:
     frame). ``len(out)`` is ``len(text)``, the size the outbound queues count.
     """
 
-    __slots__ = ("_asgi", "_forms", "_frame", "_parsed", "size", "text")
+    __slots__ = ("_asgi", "_batch", "_forms", "_frame", "_parsed", "_payload", "size", "text")
 
     def __init__(self, text: str | bytes) -> None:
         self.text = text
         self.size = len(text)
+        self._payload: bytes | None = None
         self._frame: bytes | None = None
+        # The last batched frame that starts with this message: (its messages, frame).
+        self._batch: tuple[list[Outbound], bytes] | None = None
         self._asgi: dict[str, Any] | None = None
         self._parsed: Any = _UNSET
         self._forms: dict[object, Any] | None = None
@@ -62,13 +65,21 @@ class Outbound:
         return f"<Outbound {self.size} {'chars' if isinstance(self.text, str) else 'bytes'}>"
 
     @property
+    def payload(self) -> bytes:
+        """The frame's payload: the UTF-8 of a text frame, a binary frame's bytes."""
+        payload = self._payload
+        if payload is None:
+            text = self.text
+            payload = self._payload = text.encode() if isinstance(text, str) else text
+        return payload
+
+    @property
     def ws_frame(self) -> bytes:
         """The whole WebSocket frame (header + payload), built on first use."""
         frame = self._frame
         if frame is None:
-            text = self.text
-            frame = ws_frame(text.encode()) if isinstance(text, str) else ws_frame(text, _BINARY)
-            self._frame = frame
+            opcode = _TEXT if isinstance(self.text, str) else _BINARY
+            frame = self._frame = ws_frame(self.payload, opcode)
         return frame
 
     @property
@@ -97,3 +108,46 @@ class Outbound:
             return forms[owner]  # type: ignore[no-any-return]
         value = forms[owner] = build(self)
         return value
+
+
+def batch_frames(outs: list[Outbound], max_messages: int, max_bytes: int) -> list[bytes]:
+    """WebSocket frames for ``outs`` where text messages share frames, joined by LF.
+
+    The batched framing of docs/protocol.md: up to ``max_messages`` messages
+    and about ``max_bytes`` of payload per text frame, in order; a binary
+    frame stays alone. A group of one is the envelope's own cached frame, the
+    same bytes every other member gets.
+    """
+    frames: list[bytes] = []
+    group: list[Outbound] = []
+    size = 0
+    for out in outs:
+        if not isinstance(out.text, str):
+            if group:
+                frames.append(_joined(group))
+                group, size = [], 0
+            frames.append(out.ws_frame)
+            continue
+        payload = out.payload
+        if group and (len(group) >= max_messages or size + len(payload) > max_bytes):
+            frames.append(_joined(group))
+            group, size = [], 0
+        group.append(out)
+        size += len(payload) + 1
+    if group:
+        frames.append(_joined(group))
+    return frames
+
+
+def _joined(group: list[Outbound]) -> bytes:
+    first = group[0]
+    if len(group) == 1:
+        return first.ws_frame
+    # The members of a room get the same messages in a pass, so the same batch:
+    # built once, kept on its first message, found again by an identity compare.
+    cached = first._batch
+    if cached is not None and cached[0] == group:
+        return cached[1]
+    frame = ws_frame(b"\n".join([out.payload for out in group]))
+    first._batch = (group, frame)
+    return frame

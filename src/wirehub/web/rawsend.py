@@ -23,12 +23,16 @@ from collections.abc import Callable
 
 from wirehub.core.outbound import ws_frame
 
-__all__ = ["EXTENSION", "RawWrite", "text_frame"]
+__all__ = ["EXTENSION", "EXTENSION_MANY", "RawWrite", "RawWriteMany", "text_frame"]
 
 #: Scope extension key; its value is ``write(frame_bytes) -> bool``.
 EXTENSION = "wirehub.raw_send"
+#: Scope extension key; its value is ``writelines([frame_bytes, ...]) -> bool``: the
+#: frames a loop pass produced for this socket, in order, in one (vectored) write.
+EXTENSION_MANY = "wirehub.raw_send_many"
 
 RawWrite = Callable[[bytes], bool]
+RawWriteMany = Callable[[list[bytes]], bool]
 
 
 def text_frame(text: str) -> bytes:

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from wirehub.core.connection import Connection
-from wirehub.core.outbound import Outbound
+from wirehub.core.outbound import Outbound, batch_frames
 from wirehub.core.protocol import CLIENT_ID_RE, CloseCode, encode
 from wirehub.core.ratelimit import FrameLimiter
 from wirehub.embedded import embedding_for
 from wirehub.errors import BadRequest
 from wirehub.web import embed_uvicorn
 from wirehub.web.handshake import HandshakeGate, Refused
-from wirehub.web.rawsend import EXTENSION, RawWrite
+from wirehub.web.rawsend import EXTENSION, EXTENSION_MANY, RawWrite, RawWriteMany
 
 if TYPE_CHECKING:
     from wirehub.hub import Hub
@@ -34,19 +34,34 @@ logger = logging.getLogger("wirehub.ws")
 
 Scope = dict[str, Any]
 
+#: A reader yields to the loop after this many frames, or this many seconds of
+#: handling them, whichever comes first (docs/benchmarks.md: the coalescing).
+READ_BATCH = 64
+READ_BUDGET = 0.002
+
 
 class ASGITransport:
     """Connection transport over an ASGI WebSocket ``send`` callable."""
 
     kind = "ws"
-    __slots__ = ("_raw", "_reader", "_send", "aborted")
+    __slots__ = ("_batch", "_raw", "_raw_many", "_reader", "_send", "aborted", "coalesces")
 
     def __init__(
-        self, send: Any, reader: asyncio.Task[Any] | None, raw: RawWrite | None = None
+        self,
+        send: Any,
+        reader: asyncio.Task[Any] | None,
+        raw: RawWrite | None = None,
+        raw_many: RawWriteMany | None = None,
+        batch: tuple[int, int] | None = None,
     ) -> None:
         self._send: Callable[[dict[str, Any]], Awaitable[None]] = send
         self._reader = reader
         self._raw = raw
+        self._raw_many = raw_many
+        #: (max messages, max bytes) per text frame for a client on ``?batch=1``.
+        self._batch = batch
+        #: The server writes a pass's frames in one write (its raw-send extension).
+        self.coalesces = raw_many is not None
         self.aborted = False
 
     @property
@@ -63,6 +78,16 @@ class ASGITransport:
         """
         raw = self._raw
         return raw is not None and raw(out.ws_frame)
+
+    def try_writelines(self, outs: list[Outbound]) -> bool:
+        """Write a loop pass's frames in one write: one frame each, or batched (``?batch=1``)."""
+        raw_many = self._raw_many
+        if raw_many is None:
+            return False
+        batch = self._batch
+        if batch is None:
+            return raw_many([out.ws_frame for out in outs])
+        return raw_many(batch_frames(outs, *batch))
 
     def send(self, out: Outbound) -> Awaitable[None]:
         # A plain method returning the server's own coroutine: one coroutine
@@ -149,10 +174,19 @@ class WebSocketEndpoint:
                 }
             )
             return
-        raw = scope.get("extensions", {}).get(EXTENSION)
+        extensions = scope.get("extensions") or {}
+        raw, raw_many = extensions.get(EXTENSION), extensions.get(EXTENSION_MANY)
+        limits = hub.settings.limits
+        batch = (
+            (limits.batch_max_messages, limits.batch_max_bytes)
+            if raw_many is not None
+            and limits.batch_max_messages > 1
+            and _asks_batch(scope.get("query_string", b""))
+            else None
+        )
         if not self._asyncio_send():
             send = functools.partial(_bridged_send, send)
-        transport = ASGITransport(send, asyncio.current_task(), raw)
+        transport = ASGITransport(send, asyncio.current_task(), raw, raw_many, batch)
 
         client = scope.get("client") or ("?", 0)
         conn = hub.new_connection(client_id, transport, peer=f"{client[0]}:{client[1]}")
@@ -160,17 +194,18 @@ class WebSocketEndpoint:
             conn.meta["principal"] = principal
         node = hub.node
         node.connect(conn)
-        conn.send(
-            encode(
-                {
-                    "type": "welcome",
-                    "client_id": client_id,
-                    "node": hub.node_id,
-                    "heartbeat": hub.settings.heartbeat.interval,
-                    "max_frame": hub.settings.limits.max_frame,
-                }
-            )
-        )
+        welcome: dict[str, Any] = {
+            "type": "welcome",
+            "client_id": client_id,
+            "node": hub.node_id,
+            "heartbeat": hub.settings.heartbeat.interval,
+            "max_frame": limits.max_frame,
+        }
+        if batch is not None:
+            welcome["batch"] = True
+        # The first frame, alone in its frame (written now, not corked with what follows).
+        conn.send(encode(welcome))
+        conn.flush()
         logger.debug("[%s] connected from %s", client_id, conn.meta["peer"])
         try:
             await self._read_loop(conn, receive)
@@ -215,10 +250,14 @@ class WebSocketEndpoint:
             if limits.rate > 0 or limits.bytes_rate > 0
             else None
         )
+        loop_time = asyncio.get_running_loop().time
+        handled, started = 0, 0.0
         while True:
             message = await receive()
             kind = message["type"]
             if kind == "websocket.receive":
+                if not handled:
+                    started = loop_time()
                 body = message.get("text") or message.get("bytes") or b""
                 if len(body) > cap // 4 and _over_cap(body, cap):
                     if conn.close_code is None:
@@ -268,9 +307,14 @@ class WebSocketEndpoint:
                         )
                     else:
                         await binary(conn, data)
-                # Fairness: give writers (and other readers) a turn between
-                # frames, even when many frames arrived in one read.
-                await asyncio.sleep(0)
+                # Fairness: other readers get a turn after a bounded batch of this
+                # one's frames (what one read brought in). Handling a batch in one
+                # pass is what gives write coalescing something to coalesce: the
+                # frames of the batch's publishes leave in one write per member.
+                handled += 1
+                if handled >= READ_BATCH or loop_time() - started >= READ_BUDGET:
+                    handled = 0
+                    await asyncio.sleep(0)
             elif kind == "websocket.disconnect":
                 return
 
@@ -301,6 +345,14 @@ async def _bridged_send(send: Any, message: dict[str, Any]) -> None:
         except BaseException:
             steps.close()
             raise
+
+
+def _asks_batch(query: bytes) -> bool:
+    """Whether the URL asks for batched frames (``batch=1`` or ``batch=true``)."""
+    if b"batch=" not in query:
+        return False
+    values = parse_qs(query.decode("latin-1")).get("batch", [])
+    return bool(values) and values[-1].lower() in ("1", "true")
 
 
 def _over_cap(body: str | bytes, cap: int) -> bool:
