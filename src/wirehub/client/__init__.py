@@ -15,6 +15,7 @@ The package, one concern per module:
 - ``jobs``: :class:`JobHandle`, job-frame routing, :func:`submit_job`/:func:`follow_job`;
 - ``uploads``: uploads streamed from disk in acknowledged chunks, :func:`upload_file`;
 - ``subscription``: :class:`Subscription` and safe callbacks;
+- ``wire``: the connect URL's parameters and the split of batched text frames;
 - ``errors``: :class:`Disconnected`, :class:`TokenRevoked`, :class:`JobFailed`.
 
 It needs no server extras: only websockets, orjson and wirehub's protocol,

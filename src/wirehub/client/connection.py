@@ -20,7 +20,6 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
@@ -31,6 +30,7 @@ from wirehub.client.jobs import JOB_EVENTS, JobHandle, JobTracker, OnEvent
 from wirehub.client.state import Recovery
 from wirehub.client.subscription import Callback, Subscription, call_safely
 from wirehub.client.uploads import UploadSource, run_upload
+from wirehub.client.wire import connect_url, split_frames
 from wirehub.errors import WirehubError
 
 __all__ = ["HubClient", "TokenSource"]
@@ -38,16 +38,6 @@ __all__ = ["HubClient", "TokenSource"]
 logger = logging.getLogger("wirehub.client")
 
 TokenSource = Callable[[], "str | Awaitable[str]"]
-
-
-def _with_client_id(url: str, client_id: str | None, token: str | None) -> str:
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("client_id", "token")]
-    if client_id:
-        query.append(("client_id", client_id))
-    if token:
-        query.append(("token", token))
-    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 class HubClient:
@@ -70,6 +60,8 @@ class HubClient:
     - A hub shutting down sends ``reconnect {delay_ms: [min, max]}`` before 1001:
       the first reconnect then waits a random delay in that window.
     - ``upload_window=4``: chunks of an upload in flight before waiting for an ack.
+    - ``batch=False``: ask for batched frames (``batch=1``; several messages per text
+      frame, split here); ``welcome["batch"]`` says whether the hub agreed.
     """
 
     _refs = itertools.count(1)
@@ -89,6 +81,7 @@ class HubClient:
         request_timeout: float = 10.0,
         max_size: int = 16 * 1024 * 1024,
         upload_window: int = 4,
+        batch: bool = False,
     ) -> None:
         self.url = url
         self.client_id = client_id
@@ -98,6 +91,7 @@ class HubClient:
         self.request_timeout = request_timeout
         self.max_size = max_size
         self.upload_window = max(1, upload_window)
+        self.batch = batch
         self.recovery = Recovery(
             reconnect=reconnect,
             renewable_token=get_token is not None,
@@ -247,9 +241,18 @@ class HubClient:
         self.recovery.left(room)
         return reply
 
-    async def publish(self, room: str, data: Any, *, echo: bool = False) -> int:
-        """Publish and wait for the hub's ack; returns the message offset."""
-        reply = await self._request({"type": "publish", "room": room, "data": data, "echo": echo})
+    async def publish(
+        self, room: str, data: Any, *, echo: bool = False, idempotency_key: str | None = None
+    ) -> int:
+        """Publish and wait for the hub's ack; returns the message offset.
+
+        With ``idempotency_key``, a retry of the same publish (say after a reconnect
+        lost the ack) is not delivered twice: the hub answers the first offset.
+        """
+        frame: dict[str, Any] = {"type": "publish", "room": room, "data": data, "echo": echo}
+        if idempotency_key is not None:
+            frame["idempotency_key"] = idempotency_key
+        reply = await self._request(frame)
         offset = int(reply["offset"])
         if not echo:
             self.recovery.acked(room, offset)
@@ -386,7 +389,7 @@ class HubClient:
 
     async def _open(self) -> None:
         token = await self._fresh_token()
-        url = _with_client_id(self.url, self.client_id, token)
+        url = connect_url(self.url, self.client_id, token, batch=self.batch)
         ws = await connect(
             url, open_timeout=self.open_timeout, max_size=self.max_size, close_timeout=2
         )
@@ -413,7 +416,8 @@ class HubClient:
                 with contextlib.suppress(ConnectionClosed):
                     async for raw in ws:
                         if isinstance(raw, str):
-                            await self._dispatch(orjson.loads(raw))
+                            for frame in split_frames(raw, batched=self.batch):
+                                await self._dispatch(frame)
                 code = ws.close_code if ws.close_code is not None else 1006
                 reason = ws.close_reason or ""
                 self.close_code, self.close_reason = code, reason

@@ -33,7 +33,8 @@ class SyncHubClient:
             print(hub.recv(timeout=5))
     """
 
-    def __init__(self, url: str, **kwargs: Any) -> None:
+    def __init__(self, url: str, *, batch: bool = False, **kwargs: Any) -> None:
+        """Keyword arguments are :class:`HubClient`'s (``batch=True``: batched frames)."""
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
@@ -41,7 +42,7 @@ class SyncHubClient:
         self._arrived = threading.Condition()
 
         async def build() -> HubClient:
-            client = HubClient(url, **kwargs)
+            client = HubClient(url, batch=batch, **kwargs)
             for kind in ("message", "direct", "broadcast"):
                 client.on(kind, self._put)
             return await client.connect()
@@ -74,9 +75,13 @@ class SyncHubClient:
         """:meth:`HubClient.leave`, blocking."""
         return self._call(self.client.leave(room))
 
-    def publish(self, room: str, data: Any, *, echo: bool = False) -> int:
+    def publish(
+        self, room: str, data: Any, *, echo: bool = False, idempotency_key: str | None = None
+    ) -> int:
         """:meth:`HubClient.publish`, blocking until the hub's ack; returns the offset."""
-        return self._call(self.client.publish(room, data, echo=echo))
+        return self._call(
+            self.client.publish(room, data, echo=echo, idempotency_key=idempotency_key)
+        )
 
     def direct(self, to: str, data: Any) -> None:
         """:meth:`HubClient.direct`, blocking (NotFound if ``to`` is not connected)."""

@@ -20,6 +20,10 @@
 // random delay in that window.
 //
 //   const hub = await connect({ getToken: () => fetch("/my/token").then((r) => r.text()) });
+//
+// Batched frames: `new HubClient({ batch: true })` asks the hub to put several
+// messages in one text frame (docs/protocol.md, "Batched frames"); handlers still
+// see one message at a time, in order.
 
 /** Close codes after which reconnecting would be wrong (bad id, replaced, kicked, policy, revoked). */
 export const NO_RECONNECT_CODES = new Set([4400, 4409, 4003, 1008, 4403]);
@@ -133,6 +137,10 @@ export class HubClient {
    * @param {number} [options.backoffCap=10000]    ms
    * @param {number} [options.requestTimeout=10000] ms a request waits for its reply
    * @param {number} [options.uploadWindow=4]  chunks in flight during an upload
+   * @param {boolean} [options.batch=false]   ask for batched frames (`batch=1`): the hub may
+   *                                           put several messages in one text frame, one per
+   *                                           line; they are split and dispatched one by one
+   *                                           (`welcome.batch` says whether the hub agreed)
    */
   constructor(options = {}) {
     this.url = options.url || defaultUrl();
@@ -149,6 +157,7 @@ export class HubClient {
     this.backoffCap = options.backoffCap ?? 10000;
     this.requestTimeout = options.requestTimeout ?? 10000;
     this.uploadWindow = options.uploadWindow ?? 4;
+    this.batch = options.batch ?? false;
     /** "idle" | "connecting" | "open" | "reconnecting" | "closed" */
     this.state = "idle";
     this.welcome = null;
@@ -261,9 +270,13 @@ export class HubClient {
     return reply;
   }
 
-  /** Publish; resolves with the message offset once the hub acknowledged it. */
-  async publish(room, data, { echo = false } = {}) {
-    const reply = await this._request({ type: "publish", room, data, echo });
+  /** Publish; resolves with the message offset once the hub acknowledged it.
+   *  `idempotencyKey`: a retry with the same key is not delivered twice (the ack
+   *  carries the first offset). */
+  async publish(room, data, { echo = false, idempotencyKey } = {}) {
+    const frame = { type: "publish", room, data, echo };
+    if (idempotencyKey !== undefined) frame.idempotency_key = idempotencyKey;
+    const reply = await this._request(frame);
     if (!echo && this._rooms.has(room)) {
       this._rooms.set(room, Math.max(this._rooms.get(room), reply.offset));
     }
@@ -415,6 +428,8 @@ export class HubClient {
     const url = new URL(this.url, location.href);
     if (this.clientId) url.searchParams.set("client_id", this.clientId);
     if (this.token) url.searchParams.set("token", this.token);
+    if (this.batch) url.searchParams.set("batch", "1");
+    else url.searchParams.delete("batch");
     return url.toString();
   }
 
@@ -437,21 +452,32 @@ export class HubClient {
       }, this.requestTimeout);
       ws.onmessage = (event) => {
         if (typeof event.data !== "string") return;
-        const frame = JSON.parse(event.data);
         this._lastSeen = Date.now();
-        if (!welcomed) {
-          if (frame.type !== "welcome") return;
-          welcomed = true;
-          clearTimeout(timer);
-          this.ws = ws;
-          this.welcome = frame;
-          this.clientId = frame.client_id;
-          this._startWatchdog(frame.heartbeat);
-          this._emit("connect", frame);
-          resolve();
-          return;
+        // With `batch`, one text frame may carry several messages separated by LF
+        // (the hub's JSON never holds a raw LF): each is handled as if it came alone.
+        for (const text of this.batch ? event.data.split("\n") : [event.data]) {
+          if (!text) continue;
+          let frame;
+          try {
+            frame = JSON.parse(text);
+          } catch (err) {
+            console.warn("wirehub: dropped a message that is not JSON", err);
+            continue;
+          }
+          if (!welcomed) {
+            if (frame?.type !== "welcome") continue;
+            welcomed = true;
+            clearTimeout(timer);
+            this.ws = ws;
+            this.welcome = frame;
+            this.clientId = frame.client_id;
+            this._startWatchdog(frame.heartbeat);
+            this._emit("connect", frame);
+            resolve();
+            continue;
+          }
+          if (frame && typeof frame === "object") this._dispatch(frame);
         }
-        this._dispatch(frame);
       };
       ws.onclose = (event) => {
         clearTimeout(timer);
