@@ -47,17 +47,20 @@ from wirehub.jobs.local import LocalRunner
 from wirehub.metrics import HubMetrics
 from wirehub.services import Services, ServiceSpec
 from wirehub.settings import Settings
+from wirehub.typed import Schemas, TypedRoom, import_model, typed_handler
 from wirehub.uploads.manager import Uploads
 from wirehub.uploads.stores import SpoolStore
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
+    from pydantic import BaseModel
 
 __all__ = ["CLIENTS_ROOM", "SERVER_ID", "STATS_ROOM", "Component", "Hub", "StartInterrupted"]
 
 logger = logging.getLogger("wirehub.hub")
 
 T = TypeVar("T")
+H = TypeVar("H", bound=Callable[..., Any])
 
 #: System room with ``connect`` / ``disconnect`` events of every client.
 CLIENTS_ROOM = "$hub.clients"
@@ -158,6 +161,12 @@ class Hub:
         #: ``broker``, ``runner`` and ``store`` given here replace the configured ones.
         self.broker: Broker = broker if broker is not None else self._build_broker()
         self.node.use_broker(self.broker)
+        #: Typed handlers and typed rooms (``@hub.on(..., model=)``, :meth:`room`,
+        #: ``[[rooms]] model``): what publishes are validated by and AsyncAPI shows.
+        self.schemas = Schemas()
+        for i, r in enumerate(self.settings.rooms):
+            if r.model is not None:
+                self.room(r.pattern, model=import_model(r.model), source=f"rooms[{i}].model")
         self.started_at: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -213,6 +222,8 @@ class Hub:
             gap_timeout=cfg.gap_timeout,
             op_timeout=cfg.op_timeout,
             reconnect_cap=cfg.reconnect_cap,
+            idempotency_window=self.settings.limits.idempotency_window,
+            idempotency_max_keys=self.settings.limits.idempotency_max_keys,
         )
 
     def _build_tokens(self) -> TokenLifecycle:
@@ -291,6 +302,7 @@ class Hub:
             close_timeout=limits.close_timeout,
             on_slow=self.node.slow_consumer,
             meta=dict(meta),
+            coalescer=self.node.coalescer,
         )
 
     @staticmethod
@@ -318,24 +330,71 @@ class Hub:
 
     # -- handlers ------------------------------------------------------------------
 
-    def on(self, kind: str) -> Callable[[Handler], Handler]:
+    def on(
+        self,
+        kind: str,
+        *,
+        model: type[BaseModel] | None = None,
+        reply_model: type[BaseModel] | None = None,
+    ) -> Callable[[H], H]:
         """Decorator: ``@hub.on("chat.typing")`` handles a custom frame type.
 
         The handler gets ``(connection, frame)`` and may return a dict, sent back
         as the reply (with the client's ``ref``), or raise a WirehubError, sent
         as an ``error`` frame with its code.
+
+        With ``model`` (a pydantic model of the frame's fields, without ``type``
+        and ``ref``) the frame is validated first and the handler gets
+        ``(connection, message)``, the model instance; a frame that does not
+        validate is answered ``bad_request`` with one ``errors`` entry per bad
+        field, and the handler does not run. It may then also return a model
+        instance (sent as ``<kind>.ok`` with its fields); with ``reply_model``
+        its reply is validated by that model. Both are listed in
+        :attr:`schemas` (the AsyncAPI document), with the docstring's first line.
         """
 
-        def register(handler: Handler) -> Handler:
-            self.node.on(kind, handler)
+        def register(handler: H) -> H:
+            entry = self.schemas.add_handler(kind, handler, model, reply_model)
+            try:
+                self.node.on(kind, typed_handler(entry, handler))
+            except ValueError:
+                del self.schemas.handlers[kind]  # a built-in type: nothing registered
+                raise
             return handler
 
         return register
 
+    def room(
+        self,
+        pattern: str,
+        *,
+        model: type[BaseModel],
+        summary: str | None = None,
+        source: str = "hub.room",
+    ) -> TypedRoom:
+        """Type the rooms matching ``pattern``: every publish's ``data`` must fit ``model``.
+
+        From WebSocket ``publish``, HTTP ``POST /api/rooms/{room}/publish`` and
+        :meth:`publish` alike; a refusal is ``bad_request`` with an ``errors``
+        list (422 over HTTP, a raised BadRequest here) and nothing is delivered.
+        Members get the validated data, ``model_dump(mode="json")``. The first
+        matching pattern wins: ``[[rooms]] model`` entries, then these calls,
+        in order. ``summary`` (default: the model's docstring) goes to AsyncAPI.
+        """
+        entry = self.schemas.add_room(pattern, model, summary, source=source)
+        self.node.check_data = self.schemas.check_data
+        return entry
+
     # -- server-side API -------------------------------------------------------------
 
     async def publish(
-        self, room: str, data: Any, *, sender: str = SERVER_ID, exclude: str | None = None
+        self,
+        room: str,
+        data: Any,
+        *,
+        sender: str = SERVER_ID,
+        exclude: str | None = None,
+        idempotency_key: str | None = None,
     ) -> int:
         """Publish ``data`` to ``room``; returns the message offset.
 
@@ -346,8 +405,15 @@ class Hub:
         id); ``exclude`` skips one member (no echo). This is the one publish path
         for adapters and components: the frame is encoded once and never waits for
         a slow member.
+
+        ``idempotency_key`` (1-128 printable characters, e.g. the id of the event
+        being published) makes a retry harmless: a second publish with that key
+        into ``room`` within ``limits.idempotency_window`` is not delivered and
+        returns the first one's offset, on every node (docs/protocol.md).
         """
-        return await self.node.publish_async(room, sender, data, exclude=exclude)
+        return await self.node.publish_async(
+            room, sender, data, exclude=exclude, idempotency_key=idempotency_key
+        )
 
     async def send(self, client_id: str, data: Any, *, sender: str = SERVER_ID) -> None:
         """Send ``data`` to one client (on any node) as a ``direct`` frame; NotFound if absent.
@@ -385,13 +451,15 @@ class Hub:
     # Thread-safe forms: callable from any thread; they return a
     # concurrent.futures.Future (do not wait on it from the hub's own loop).
 
-    def publish_threadsafe(self, room: str, data: Any) -> concurrent.futures.Future[int]:
+    def publish_threadsafe(
+        self, room: str, data: Any, *, idempotency_key: str | None = None
+    ) -> concurrent.futures.Future[int]:
         """:meth:`publish` from any thread (a hardware callback, a sync library).
 
         Returns at once; ``future.result()`` is the offset. WirehubError if the hub
         is not running.
         """
-        return self._threadsafe(self.publish(room, data))
+        return self._threadsafe(self.publish(room, data, idempotency_key=idempotency_key))
 
     def send_threadsafe(self, client_id: str, data: Any) -> concurrent.futures.Future[None]:
         """:meth:`send` from any thread; ``future.result()`` raises NotFound if absent."""

@@ -84,6 +84,11 @@ class LimitsSettings(_Section):
     max_rooms: int = Field(100_000, ge=1)
     #: WebSocket clients must join a room before publishing to it.
     publish_requires_join: bool = True
+    #: Batched frames (``/ws?batch=1``, docs/protocol.md): at most this many
+    #: messages (0 or 1: batching off, ``welcome`` does not offer it) and about
+    #: this many payload bytes share one text frame.
+    batch_max_messages: int = Field(16, ge=0, le=1024)
+    batch_max_bytes: int = Field(64 * 1024, ge=1024)
     #: Seconds a polite close may take before the socket is dropped.
     close_timeout: float = Field(2.0, gt=0)
     #: Inbound frames per second per WebSocket connection (token bucket; 0: no limit).
@@ -106,6 +111,12 @@ class LimitsSettings(_Section):
     #: Bytes a connection may send at once above ``bytes_rate``; must hold the
     #: largest frame (an upload chunk, up to 1 MiB).
     bytes_burst: int = Field(32 * 1024 * 1024, ge=1024)
+    #: Seconds a publish's ``idempotency_key`` is remembered per room: a repeat
+    #: within it is not delivered again and answers the first offset.
+    idempotency_window: float = Field(300.0, gt=0)
+    #: Keys one process remembers at most (oldest forgotten first; memory broker,
+    #: and a Redis node while Redis is out of reach).
+    idempotency_max_keys: int = Field(100_000, ge=1)
 
     @model_validator(mode="after")
     def _check_bytes(self) -> LimitsSettings:
@@ -137,6 +148,18 @@ class RoomSettings(_Section):
     history_size: int | None = Field(None, ge=0)
     history_ttl: float | None = Field(None, gt=0)
     max_members: int = Field(10_000, ge=1)
+    #: ``"package.module:Model"``: the pydantic model every publish's ``data`` into
+    #: these rooms must fit (wirehub.typed); imported here, so a bad one fails the load.
+    model: str | None = None
+
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, model: str | None) -> str | None:
+        if model is not None:
+            from wirehub.typed import import_model  # the user's module, imported once
+
+            import_model(model)
+        return model
 
 
 class BridgeSettings(_Section):
