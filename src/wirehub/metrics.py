@@ -27,7 +27,7 @@ class _NodeCollector(Collector):
         node = self.node
         by_kind: CounterType[str] = CounterType(c.kind for c in node.clients.values())
         gauge = GaugeMetricFamily("wirehub_connections", "Open connections", labels=["kind"])
-        for kind in ("ws", "tcp"):
+        for kind in ("ws", "sse", "tcp"):
             gauge.add_metric([kind], by_kind.get(kind, 0))
         yield gauge
         yield GaugeMetricFamily("wirehub_rooms", "Rooms held by this node", value=len(node.rooms))

@@ -212,7 +212,13 @@ async def test_heartbeat_closes_a_silent_client_and_it_leaves_presence(hub_serve
             await watcher.send(type="pong")
         elif frame["type"] == "presence" and frame["event"] == "leave":
             leave = frame
-    assert leave == {"type": "presence", "room": "r", "event": "leave", "client_id": "silent"}
+    assert leave == {
+        "type": "presence",
+        "room": "r",
+        "event": "leave",
+        "client_id": "silent",
+        "kind": "ws",
+    }
     await silent.wait_for("ping")
     code, reason = await silent.closed()
     assert code == 4002 and reason == "heartbeat timeout"

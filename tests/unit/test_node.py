@@ -98,7 +98,7 @@ async def test_join_replies_joined_and_tells_the_members(node, connect):
     joined = await bob.request("join", room="lobby")
     assert joined["members"] == ["alice", "bob"] and joined["member_count"] == 2
     assert await alice.new_frames() == [
-        {"type": "presence", "room": "lobby", "event": "join", "client_id": "bob"}
+        {"type": "presence", "room": "lobby", "event": "join", "client_id": "bob", "kind": "ws"}
     ]
     # Joining twice is harmless: same reply, no second presence event.
     assert (await bob.request("join", room="lobby"))["member_count"] == 2
@@ -132,7 +132,7 @@ async def test_leave_replies_left_and_tells_the_others(connect):
     await alice.new_frames()
     assert await bob.request("leave", room="r") == {"type": "left", "room": "r", "ref": "r-leave"}
     assert await alice.new_frames() == [
-        {"type": "presence", "room": "r", "event": "leave", "client_id": "bob"}
+        {"type": "presence", "room": "r", "event": "leave", "client_id": "bob", "kind": "ws"}
     ]
     again = await bob.request("leave", room="r")
     assert again["type"] == "error" and again["code"] == "not_found", again

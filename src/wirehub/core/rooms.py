@@ -200,7 +200,7 @@ class RoomRegistry:
             )
         first = not room.members
         if room.presence_events() and not first:
-            self._fanout(room, presence_frame(name, "join", conn.id), exclude=None)
+            self._fanout(room, presence_frame(name, "join", conn.id, conn.kind), exclude=None)
         if first:
             self._unfile_idle(room)
         room.members[conn.id] = conn
@@ -218,7 +218,7 @@ class RoomRegistry:
         if not room.members:
             self._file_idle(room, time.time())
         elif room.presence_events():
-            self._fanout(room, presence_frame(name, "leave", conn.id), exclude=None)
+            self._fanout(room, presence_frame(name, "leave", conn.id, conn.kind), exclude=None)
         if self.observer is not None:
             self.observer.left(name, conn, not room.members)
         return True
@@ -369,5 +369,9 @@ class RoomRegistry:
                 gone.popitem(last=False)
 
 
-def presence_frame(room: str, event: str, client_id: str) -> str:
-    return encode({"type": "presence", "room": room, "event": event, "client_id": client_id})
+def presence_frame(room: str, event: str, client_id: str, kind: str | None = None) -> str:
+    """A ``presence`` event; ``kind`` is the member's transport (``ws``, ``sse``, ``tcp``)."""
+    frame = {"type": "presence", "room": room, "event": event, "client_id": client_id}
+    if kind is not None:
+        frame["kind"] = kind
+    return encode(frame)

@@ -45,23 +45,27 @@ class Registry:
 
     # -- presence ------------------------------------------------------------
 
-    async def presence_add(self, room: str, client_id: str, *, event: bool) -> None:
+    async def presence_add(
+        self, room: str, client_id: str, *, event: bool, kind: str | None = None
+    ) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(self.keys.presence(room), client_id, self.node_id)
             pipe.sadd(self.keys.node_presence(self.node_id), f"{room}\t{client_id}")
             if event:
-                frame = presence_frame(room, "join", client_id)
+                frame = presence_frame(room, "join", client_id, kind)
                 pipe.publish(self.keys.room_channel(room), wire.presence(self.node_id, frame))
             await pipe.execute()
 
-    async def presence_remove(self, room: str, client_id: str, *, event: bool) -> None:
+    async def presence_remove(
+        self, room: str, client_id: str, *, event: bool, kind: str | None = None
+    ) -> None:
         removed = await self._delete_if(
             keys=[self.keys.presence(room)], args=[client_id, self.node_id]
         )
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.srem(self.keys.node_presence(self.node_id), f"{room}\t{client_id}")
             if removed and event:
-                frame = presence_frame(room, "leave", client_id)
+                frame = presence_frame(room, "leave", client_id, kind)
                 pipe.publish(self.keys.room_channel(room), wire.presence(self.node_id, frame))
             await pipe.execute()
 
