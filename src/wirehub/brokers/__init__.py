@@ -23,7 +23,9 @@ def create_broker(url: str | None, **options: Any) -> Broker:
     The broker is not bound yet: ``Node.use_broker`` (or ``Node(broker=...)``) binds it.
     """
     if not url:
-        return MemoryBroker()
+        # Of the options, only the idempotency bounds mean something in one process.
+        kept = ("idempotency_window", "idempotency_max_keys")
+        return MemoryBroker(**{k: v for k, v in options.items() if k in kept})
     scheme = url.split(":", 1)[0].lower()
     if scheme in ("redis", "rediss", "unix"):
         from wirehub.brokers.redis import RedisBroker

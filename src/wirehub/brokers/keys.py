@@ -12,6 +12,9 @@ name                           type    holds
 ``P:room:R:gap``               string  highest offset at which some node resynced
                                        after publishing locally during an outage
 ``P:room:R``                   channel R's messages, presence events, gap notices
+``P:idem:R K``                 string  the offset of R's first publish with
+                                       idempotency key K (PX = the window); the
+                                       space ends R (a room name has none)
 ``P:presence:R``               hash    client id → node id, every member of R
 ``P:nodes``                    zset    node id → heartbeat deadline (ms)
 ``P:node:N:presence``          set     ``room\\tclient`` pairs node N registered
@@ -43,6 +46,9 @@ class Keys:
 
     def gap(self, room: str) -> str:
         return f"{self.prefix}:room:{room}:gap"
+
+    def idempotency(self, room: str, key: str) -> str:
+        return f"{self.prefix}:idem:{room} {key}"
 
     def room_channel(self, room: str) -> str:
         return f"{self.prefix}:room:{room}"

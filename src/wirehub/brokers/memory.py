@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from itertools import islice
 from typing import TYPE_CHECKING, Any, cast
 
+from wirehub.core.idempotency import DEFAULT_MAX_KEYS, DEFAULT_WINDOW, KeyTable
 from wirehub.core.interfaces import ClientRecord, JoinInfo
 from wirehub.core.protocol import Frame, encode
 from wirehub.core.rooms import MAX_MEMBERS_LISTED
@@ -35,8 +36,17 @@ class MemoryBroker:
     #: Descriptive only (several processes share this broker): nothing branches on it.
     distributed = False
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        idempotency_window: float = DEFAULT_WINDOW,
+        idempotency_max_keys: int = DEFAULT_MAX_KEYS,
+    ) -> None:
         self._local: Local | None = None
+        #: Idempotency keys of recent publishes (bounded: ``core.idempotency``).
+        self.idempotency = KeyTable(window=idempotency_window, max_keys=idempotency_max_keys)
+        #: Publishes not delivered again because their key was seen in the window.
+        self.duplicates = 0
 
     @property
     def local(self) -> Local:
@@ -69,8 +79,25 @@ class MemoryBroker:
 
     # -- messages ------------------------------------------------------------
 
-    async def publish(self, room: str, sender: str, data: Any, *, exclude: str | None) -> int:
-        return self.publish_nowait(room, sender, data, exclude=exclude)
+    async def publish(
+        self,
+        room: str,
+        sender: str,
+        data: Any,
+        *,
+        exclude: str | None,
+        idempotency_key: str | None = None,
+    ) -> int:
+        if idempotency_key is None:
+            return self.publish_nowait(room, sender, data, exclude=exclude)
+        # Check, sequence and remember without an await: one step, no race.
+        first = self.idempotency.get(room, idempotency_key)
+        if first is not None:
+            self.duplicates += 1
+            return first
+        offset = self.publish_nowait(room, sender, data, exclude=exclude)
+        self.idempotency.put(room, idempotency_key, offset)
+        return offset
 
     def publish_nowait(self, room: str, sender: str, data: Any, *, exclude: str | None) -> int:
         local = self.local

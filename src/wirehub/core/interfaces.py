@@ -169,8 +169,22 @@ class Broker(RoomObserver, Protocol):
         """Named checks for ``/readyz`` (false while the backend is unreachable)."""
         ...
 
-    async def publish(self, room: str, sender: str, data: Any, *, exclude: str | None) -> int:
-        """Sequence ``data`` in ``room``, deliver it on every node; returns its offset."""
+    async def publish(
+        self,
+        room: str,
+        sender: str,
+        data: Any,
+        *,
+        exclude: str | None,
+        idempotency_key: str | None = None,
+    ) -> int:
+        """Sequence ``data`` in ``room``, deliver it on every node; returns its offset.
+
+        With ``idempotency_key``: if a publish with that key into ``room`` was
+        sequenced within the broker's window, deliver nothing and return that
+        first offset. The check and the sequencing are one atomic step (two
+        nodes racing with one key make one message); ``core.idempotency``.
+        """
         ...
 
     def publish_nowait(self, room: str, sender: str, data: Any, *, exclude: str | None) -> int:

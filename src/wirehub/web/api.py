@@ -6,9 +6,10 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel, Field
 
+from wirehub.core.idempotency import MAX_KEY_LENGTH
 from wirehub.core.interfaces import ClientRecord
 from wirehub.core.protocol import ROOM_RE
 from wirehub.core.rooms import MAX_MEMBERS_LISTED
@@ -30,6 +31,19 @@ class DataBody(BaseModel):
     """Any JSON value under ``data``."""
 
     data: Any = Field(..., description="Any JSON value")
+
+
+class PublishBody(DataBody):
+    """``data``, and the key that makes a retried publish harmless."""
+
+    idempotency_key: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_KEY_LENGTH,
+        description="A second publish with this key into the room within "
+        "`limits.idempotency_window` is not delivered again and answers the first offset "
+        "(the `Idempotency-Key` header does the same)",
+    )
 
 
 class PublishResult(BaseModel):
@@ -110,9 +124,25 @@ def build_api_router(hub: Hub) -> APIRouter:
         ]
 
     @router.post("/rooms/{room:path}/publish", tags=["rooms"])
-    async def publish(room: str, body: DataBody) -> PublishResult:
+    async def publish(
+        room: str,
+        body: PublishBody,
+        idempotency_header: str | None = Header(
+            None, alias="Idempotency-Key", min_length=1, max_length=MAX_KEY_LENGTH
+        ),
+    ) -> PublishResult:
         _check_room(room)
-        offset = await hub.publish(room, body.data)
+        key = body.idempotency_key
+        if idempotency_header is not None:
+            if key is not None and key != idempotency_header:
+                raise http_error(
+                    BadRequest("the Idempotency-Key header and idempotency_key differ")
+                )
+            key = idempotency_header
+        try:
+            offset = await hub.publish(room, body.data, idempotency_key=key)
+        except WirehubError as exc:  # a typed room's data that does not validate: 422
+            raise http_error(exc) from None
         return PublishResult(room=room, offset=offset)
 
     @router.get("/rooms/{room:path}/history", tags=["rooms"])

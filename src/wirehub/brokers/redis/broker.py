@@ -33,7 +33,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +50,7 @@ from wirehub.brokers.redis.revocations import RevocationStore
 from wirehub.brokers.redis.scripts import PUBLISH_SCRIPT, SET_MAX_SCRIPT
 from wirehub.brokers.redis.session import FAILURES, Session, safe_url
 from wirehub.core.history import Replay
+from wirehub.core.idempotency import DEFAULT_MAX_KEYS, DEFAULT_WINDOW, KeyTable
 from wirehub.core.interfaces import JoinInfo
 from wirehub.core.protocol import Frame, encode, message_head
 from wirehub.core.rooms import MAX_MEMBERS_LISTED
@@ -103,6 +104,8 @@ class RedisBroker(Queries, Session):
         gap_timeout: float = 1.0,
         op_timeout: float = 5.0,
         reconnect_cap: float = 10.0,
+        idempotency_window: float = DEFAULT_WINDOW,
+        idempotency_max_keys: int = DEFAULT_MAX_KEYS,
     ) -> None:
         self.url = url
         self.prefix = prefix
@@ -112,6 +115,10 @@ class RedisBroker(Queries, Session):
         self.gap_timeout = gap_timeout
         self.op_timeout = op_timeout
         self.reconnect_cap = reconnect_cap
+        #: Idempotency keys live in Redis (``P:idem:*``, checked by the publish
+        #: script); this table only covers publishes made while Redis is out of reach.
+        self.idempotency = KeyTable(window=idempotency_window, max_keys=idempotency_max_keys)
+        self._idem_ms = max(1, int(idempotency_window * 1000))
         # No hidden retries: a lost connection must surface here, so that the
         # resubscribe and resync happen (a silent reconnect loses messages).
         # A blocking pool: a burst of joins (a reconnect storm) waits for a free
@@ -131,9 +138,7 @@ class RedisBroker(Queries, Session):
         self._rooms: dict[str, RoomSync] = {}
         self._by_channel: dict[bytes, RoomSync] = {}
         self._local_only: set[str] = set()
-        self._ops: asyncio.Queue[tuple[Callable[..., Awaitable[Any]], tuple[Any, ...]]] = (
-            asyncio.Queue()
-        )
+        self._ops = self._new_op_pump()
         self._tasks: list[asyncio.Task[None]] = []
         self._init_session()
         self._local: Local | None = None
@@ -146,6 +151,7 @@ class RedisBroker(Queries, Session):
         self.gaps = 0
         self.dropped_ops = 0
         self.reaped = 0
+        self.duplicates = 0
 
     def bind(self, local: Local) -> None:
         self._local = local
@@ -169,9 +175,9 @@ class RedisBroker(Queries, Session):
         self.local  # noqa: B018 - bound before it starts
         self._tasks = [
             loop.create_task(self._run(), name="wirehub-redis-session"),
-            loop.create_task(self._op_loop(), name="wirehub-redis-ops"),
             loop.create_task(self._heartbeat_loop(), name="wirehub-redis-heartbeat"),
         ]
+        self._ops.start()
         try:
             await asyncio.wait_for(self._started.wait(), self.op_timeout)
         except TimeoutError:
@@ -191,6 +197,7 @@ class RedisBroker(Queries, Session):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self._ops.close()
         # 3. Remove what this node registered (members left already, above).
         if self._connected:
             with contextlib.suppress(*FAILURES):
@@ -350,34 +357,51 @@ class RedisBroker(Queries, Session):
 
     # -- publishing --------------------------------------------------------------------------
 
-    async def publish(self, room: str, sender: str, data: Any, *, exclude: str | None) -> int:
+    async def publish(
+        self,
+        room: str,
+        sender: str,
+        data: Any,
+        *,
+        exclude: str | None,
+        idempotency_key: str | None = None,
+    ) -> int:
         ts = time.time()
         # The ``message`` frame up to its offset: the script appends the offset it takes.
         head = message_head(room, sender, data, ts)
         if self._connected:
             policy = self.local.policy_for(room)
+            keys = [self.keys.offset(room), self.keys.stream(room)]
+            args: list[Any] = [
+                head,
+                policy.history_size,
+                self._ttl_ms(room),
+                wire.message_prefix(self.node_id, exclude),
+                exclude or "",
+                self.keys.room_channel(room),
+            ]
+            if idempotency_key is not None:
+                keys.append(self.keys.idempotency(room, idempotency_key))
+                args.append(self._idem_ms)
             try:
-                offset = int(
-                    await self._publish(
-                        keys=[self.keys.offset(room), self.keys.stream(room)],
-                        args=[
-                            head,
-                            policy.history_size,
-                            self._ttl_ms(room),
-                            wire.message_prefix(self.node_id, exclude),
-                            exclude or "",
-                            self.keys.room_channel(room),
-                        ],
-                    )
-                )
+                offset = int(await self._publish(keys=keys, args=args))
             except FAILURES as exc:
                 self._lost(exc)
             else:
+                if offset < 0:  # the key was used in the window: nothing was published
+                    self.duplicates += 1
+                    return -offset
                 st = self._rooms.get(room)
                 if st is not None:
                     self._apply(st, offset, f"{head}{offset}}}", exclude)
                 return offset
-        # Degraded: this node's members only, without an offset.
+        # Degraded: this node's members only, without an offset (a key repeated
+        # meanwhile is not delivered twice here; Redis never saw either).
+        if idempotency_key is not None:
+            if self.idempotency.get(room, idempotency_key) is not None:
+                self.duplicates += 1
+                return 0
+            self.idempotency.put(room, idempotency_key, 0)
         self._local_only.add(room)
         self.local.deliver_event(room, f'{head}null,"local":true}}', exclude)
         return 0
@@ -471,10 +495,10 @@ class RedisBroker(Queries, Session):
         if not st.subscribed:
             st.subscribed = True
             self._enqueue(self._subscribe, st)
-        self._enqueue(self._presence_add, room, conn.id)
+        self._enqueue(self._presence_add, room, conn.id, conn.kind)
 
     def left(self, room: str, conn: Connection, last: bool) -> None:
-        self._enqueue(self._presence_remove, room, conn.id)
+        self._enqueue(self._presence_remove, room, conn.id, conn.kind)
         if last:
             st = self._rooms.get(room)
             if st is not None and not st.order.paused:
@@ -512,15 +536,15 @@ class RedisBroker(Queries, Session):
         if self._connected and self.local.local_client(client_id) is None:
             await self._registry.client_remove(client_id)
 
-    async def _presence_add(self, room: str, client_id: str) -> None:
+    async def _presence_add(self, room: str, client_id: str, kind: str | None = None) -> None:
         if self._connected:  # else: rewritten on reconnect
             event = self.local.policy_for(room).presence_events is not False
-            await self._registry.presence_add(room, client_id, event=event)
+            await self._registry.presence_add(room, client_id, event=event, kind=kind)
 
-    async def _presence_remove(self, room: str, client_id: str) -> None:
+    async def _presence_remove(self, room: str, client_id: str, kind: str | None = None) -> None:
         if self._connected:
             event = self.local.policy_for(room).presence_events is not False
-            await self._registry.presence_remove(room, client_id, event=event)
+            await self._registry.presence_remove(room, client_id, event=event, kind=kind)
 
     async def send(self, client_id: str, frame: Frame) -> bool:
         if self.local.local_client(client_id) is not None:

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 __all__ = ["DELETE_IF_SCRIPT", "PUBLISH_SCRIPT", "SET_MAX_SCRIPT"]
 
-# KEYS: offset, stream. ARGV: frame head (ends with '"offset":'), maxlen,
-# ttl ms, the M line's prefix (wire.message_prefix), exclude, channel.
+# KEYS: offset, stream[, idempotency key]. ARGV: frame head (ends with
+# '"offset":'), maxlen, ttl ms, the M line's prefix (wire.message_prefix),
+# exclude, channel[, idempotency window ms]. Returns the new offset, or minus the
+# first offset when the idempotency key is already there (nothing published):
+# the check and the INCR are one atomic step, so racing nodes make one message.
 PUBLISH_SCRIPT = """
+local idem = KEYS[3]
+if idem then
+  local first = redis.call('GET', idem)
+  if first then return -tonumber(first) end
+end
 local off = redis.call('INCR', KEYS[1])
+if idem then redis.call('SET', idem, off, 'PX', ARGV[7]) end
 local frame = ARGV[1] .. off .. '}'
 local maxlen = tonumber(ARGV[2])
 if maxlen > 0 then
