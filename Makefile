@@ -17,6 +17,8 @@ serve: $(STAMP)
 
 test: $(STAMP)
 	./scripts/ensure-system-deps
+	# The official AsyncAPI JSON Schemas (npm @asyncapi/specs, pinned) for tests/integration/test_asyncapi.py.
+	./scripts/ensure-asyncapi-specs
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/lint-imports

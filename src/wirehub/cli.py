@@ -96,6 +96,25 @@ def _warn_if_public(bind: str, auth_mode: str) -> None:
             )
 
 
+@app.command()
+def asyncapi(
+    app_spec: Annotated[
+        str | None,
+        typer.Option("--app", help="module:attr of your FastAPI app (or its Hub)"),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Print the AsyncAPI 3.0.0 document of the WebSocket API: wirehub asyncapi > asyncapi.json."""
+    from wirehub.web.asyncapi.export import export
+
+    try:
+        text = export(app_spec, config)
+    except WirehubError as exc:  # ConfigError: a bad --app/--config, a model that does not import
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
+    sys.stdout.write(text)
+
+
 @app.command("tcp-send")
 def tcp_send(
     target: Annotated[str, typer.Argument(help="HOST:PORT of a TCP bridge")],
@@ -176,10 +195,13 @@ def tail(
     reconnect: Annotated[
         bool, typer.Option(help="Reconnect after a drop and print what was missed")
     ] = True,
+    batch: Annotated[
+        bool, typer.Option(help="Ask the hub for batched frames (several messages per frame)")
+    ] = False,
 ) -> None:
     """Print a room's messages live, one JSON line each (Ctrl-C to stop)."""
     try:
-        asyncio.run(_tail(room, url, since, reconnect))
+        asyncio.run(_tail(room, url, since, reconnect, batch))
     except KeyboardInterrupt:
         pass
     except WirehubError as exc:
@@ -190,12 +212,12 @@ def tail(
         raise typer.Exit(1) from None
 
 
-async def _tail(room: str, url: str, since: int | None, reconnect: bool) -> None:
+async def _tail(room: str, url: str, since: int | None, reconnect: bool, batch: bool) -> None:
     import orjson
 
     from wirehub.client import HubClient
 
-    async with HubClient(url, reconnect=reconnect) as hub:
+    async with HubClient(url, reconnect=reconnect, batch=batch) as hub:
 
         def on_disconnect(frame: dict[str, object]) -> None:
             why = f"{frame['code']} {frame['reason']}".strip()

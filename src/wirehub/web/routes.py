@@ -22,9 +22,11 @@ from wirehub.web.api import build_api_router
 from wirehub.web.api_bridges import build_bridges_router
 from wirehub.web.api_jobs import build_jobs_router
 from wirehub.web.api_services import build_services_router
+from wirehub.web.asyncapi import build_asyncapi_router
 from wirehub.web.errors import ERROR_RESPONSES, http_error, shape_errors
 from wirehub.web.health import build_health_router
 from wirehub.web.security import api_dependencies
+from wirehub.web.sse import build_sse_router
 from wirehub.web.ws import WebSocketEndpoint
 
 if TYPE_CHECKING:
@@ -42,10 +44,15 @@ def build_router(hub: Hub) -> APIRouter:
     router.routes.append(WebSocketRoute("/ws", WebSocketEndpoint(hub), name="wirehub_ws"))
     # Every /api router gets the bearer check (empty when [auth] is off); health stays open.
     api = api_dependencies(hub)
+    # SSE first: its routes take client tokens (the /ws checks), not the admin check,
+    # and /api/rooms/{room}/events must win over /api/rooms/{room:path} (web/sse.py).
+    router.include_router(build_sse_router(hub), responses=ERROR_RESPONSES)
     for build in (build_api_router, build_bridges_router, build_jobs_router, build_services_router):
         router.include_router(shape_errors(build(hub)), dependencies=api, responses=ERROR_RESPONSES)
     router.include_router(shape_errors(build_health_router(hub)))
     router.include_router(client_router())
+    # /asyncapi.json and the /asyncapi page: the WebSocket API described (web/asyncapi/).
+    router.include_router(shape_errors(build_asyncapi_router(hub)))
     if hub.settings.router_pages:
         router.include_router(pages_router())
     return router
