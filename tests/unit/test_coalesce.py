@@ -9,7 +9,7 @@ import orjson
 from wirehub.core.coalesce import Coalescer
 from wirehub.core.connection import CORK_MAX_FRAMES, Connection
 from wirehub.core.node import Node
-from wirehub.core.outbound import Outbound, batch_frames, ws_frame
+from wirehub.core.outbound import Outbound, batch_frames, frames_for, ws_frame
 from wirehub.core.protocol import message_frame
 
 
@@ -164,3 +164,15 @@ def test_members_that_get_the_same_messages_share_one_batched_frame():
     assert first[0] is again[0]  # built once for every member of the room
     other = batch_frames([outs[0], Outbound("x"), *outs[2:]], 16, 65536)
     assert other[0] is not first[0] and other[0] != first[0]
+
+
+def test_members_that_get_the_same_pass_share_one_list_of_frames():
+    outs = [Outbound(t) for t in texts(3)]
+    plain = frames_for(list(outs), None)
+    assert frames_for(list(outs), None) is plain  # the second member reuses the first's
+    assert plain == [out.ws_frame for out in outs]
+    batched = frames_for(list(outs), (16, 65536))
+    assert batched is not plain and len(batched) == 1  # another form: built anew
+    assert frames_for(list(outs), (16, 65536)) is batched
+    fewer = frames_for(outs[:2], None)
+    assert fewer == plain[:2] and fewer is not plain

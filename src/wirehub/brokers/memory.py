@@ -35,6 +35,8 @@ class MemoryBroker:
     name = "memory"
     #: Descriptive only (several processes share this broker): nothing branches on it.
     distributed = False
+    #: A publish is sequenced before ``publish`` returns: nothing to pipeline.
+    pipelined = False
 
     def __init__(
         self,

@@ -157,6 +157,10 @@ class Broker(RoomObserver, Protocol):
 
     #: ``"memory"`` or ``"redis"``.
     name: str
+    #: True when :meth:`publish` waits on a round trip and several may be under way
+    #: at once, sequenced in the order they started (the node then lets a reader
+    #: go on to its next frame and sends the ``ack`` when the offset is known).
+    pipelined: bool
 
     def bind(self, local: Local) -> None:
         """The node this broker serves (called once, before :meth:`start`)."""

@@ -16,6 +16,7 @@ reply (``joined``, ``ack``, ``presence``) itself, from what the broker says.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import time
@@ -61,6 +62,10 @@ Handler = Callable[[Connection, Frame], "Awaitable[Frame | None] | Frame | None"
 
 BUILTIN_TYPES = frozenset({"join", "leave", "publish", "direct", "presence", "ping", "pong"})
 
+#: Publishes a pipelined broker may have under way before readers wait for them
+#: (beyond it a reader awaits its publish: the socket's own backpressure).
+MAX_PIPELINED = 1024
+
 
 class Node:
     """Connections and rooms of one hub process, and what frames do to them."""
@@ -82,6 +87,8 @@ class Node:
         #: One dirty list for every connection of this node: what a loop pass
         #: sends a peer leaves in one write at the end of the pass.
         self.coalescer = Coalescer()
+        # Publishes under way in a pipelined broker (bounded by MAX_PIPELINED).
+        self._publishing = 0
         self.max_frame = max_frame
         self.max_rooms_per_connection = max_rooms_per_connection
         self.publish_requires_join = publish_requires_join
@@ -321,15 +328,37 @@ class Node:
             raise Forbidden(f"join room '{name}' before publishing to it", room=name)
         return name, None if frame.get("echo") is True else conn.id
 
-    async def _on_publish(self, conn: Connection, frame: Frame) -> Frame:
+    async def _on_publish(self, conn: Connection, frame: Frame) -> Frame | None:
         name, exclude = self._publish_args(conn, frame)
         data = frame["data"] if self.check_data is None else self.check_data(name, frame["data"])
         key = check_key(frame.get("idempotency_key"))
         self.rooms.published += 1
-        offset = await self.broker.publish(
-            name, conn.id, data, exclude=exclude, idempotency_key=key
-        )
-        return {"type": "ack", "room": name, "offset": offset}
+        publish = self.broker.publish(name, conn.id, data, exclude=exclude, idempotency_key=key)
+        if self.broker.pipelined and self._publishing < MAX_PIPELINED:
+            # The broker waits on a round trip: let the reader go on to its next
+            # frame (a burst then shares round trips and writes) and ack when the
+            # offset is known. Offsets, deliveries and acks keep the frames' order.
+            self._publishing += 1
+            task = asyncio.get_running_loop().create_task(publish)
+            task.add_done_callback(functools.partial(self._acked, conn, name, frame.get("ref")))
+            return None
+        return {"type": "ack", "room": name, "offset": await publish}
+
+    def _acked(self, conn: Connection, name: str, ref: Any, task: asyncio.Task[int]) -> None:
+        self._publishing -= 1
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None:
+            reply: Frame = {"type": "ack", "room": name, "offset": task.result()}
+            if ref is not None:
+                reply["ref"] = ref
+            conn.send(encode(reply))
+        elif isinstance(exc, WirehubError):
+            self.reject(conn, exc, ref)
+        else:
+            logger.error("[%s] publish failed", conn.id, exc_info=exc)
+            self.reject(conn, WirehubError("internal error while handling the frame"), ref)
 
     async def _on_direct(self, conn: Connection, frame: Frame) -> Frame:
         to = req_str(frame, "to", max_len=128)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["Outbound", "batch_frames", "ws_frame"]
+__all__ = ["Outbound", "batch_frames", "frames_for", "ws_frame"]
 
 T = TypeVar("T")
 
@@ -45,7 +45,17 @@ class Outbound:
     frame). ``len(out)`` is ``len(text)``, the size the outbound queues count.
     """
 
-    __slots__ = ("_asgi", "_batch", "_forms", "_frame", "_parsed", "_payload", "size", "text")
+    __slots__ = (
+        "_asgi",
+        "_batch",
+        "_forms",
+        "_frame",
+        "_lines",
+        "_parsed",
+        "_payload",
+        "size",
+        "text",
+    )
 
     def __init__(self, text: str | bytes) -> None:
         self.text = text
@@ -54,6 +64,8 @@ class Outbound:
         self._frame: bytes | None = None
         # The last batched frame that starts with this message: (its messages, frame).
         self._batch: tuple[list[Outbound], bytes] | None = None
+        # The last write that starts with this message: (batching, its messages, frames).
+        self._lines: tuple[tuple[int, int] | None, list[Outbound], list[bytes]] | None = None
         self._asgi: dict[str, Any] | None = None
         self._parsed: Any = _UNSET
         self._forms: dict[object, Any] | None = None
@@ -108,6 +120,22 @@ class Outbound:
             return forms[owner]  # type: ignore[no-any-return]
         value = forms[owner] = build(self)
         return value
+
+
+def frames_for(outs: list[Outbound], batch: tuple[int, int] | None) -> list[bytes]:
+    """The frames of one coalesced write of ``outs``: one per message, or batched.
+
+    Every member of a room is sent the same messages in a pass, so the same
+    list: it is built for the first member and found again for the others by
+    an identity compare of the messages (a C loop, no Python per message).
+    """
+    first = outs[0]
+    cached = first._lines
+    if cached is not None and cached[0] == batch and cached[1] == outs:
+        return cached[2]
+    frames = [out.ws_frame for out in outs] if batch is None else batch_frames(outs, *batch)
+    first._lines = (batch, outs, frames)
+    return frames
 
 
 def batch_frames(outs: list[Outbound], max_messages: int, max_bytes: int) -> list[bytes]:

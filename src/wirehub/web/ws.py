@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from wirehub.core.connection import Connection
-from wirehub.core.outbound import Outbound, batch_frames
+from wirehub.core.outbound import Outbound, frames_for
 from wirehub.core.protocol import CLIENT_ID_RE, CloseCode, encode
 from wirehub.core.ratelimit import FrameLimiter
 from wirehub.embedded import embedding_for
@@ -82,12 +82,7 @@ class ASGITransport:
     def try_writelines(self, outs: list[Outbound]) -> bool:
         """Write a loop pass's frames in one write: one frame each, or batched (``?batch=1``)."""
         raw_many = self._raw_many
-        if raw_many is None:
-            return False
-        batch = self._batch
-        if batch is None:
-            return raw_many([out.ws_frame for out in outs])
-        return raw_many(batch_frames(outs, *batch))
+        return raw_many is not None and raw_many(frames_for(outs, self._batch))
 
     def send(self, out: Outbound) -> Awaitable[None]:
         # A plain method returning the server's own coroutine: one coroutine

@@ -44,6 +44,7 @@ from redis.backoff import NoBackoff
 from wirehub.brokers.keys import Keys
 from wirehub.brokers.redis import streams, wire
 from wirehub.brokers.redis.ordering import Decision, Deliver, RoomOrder
+from wirehub.brokers.redis.pipeline import ScriptBatcher
 from wirehub.brokers.redis.queries import Queries
 from wirehub.brokers.redis.registry import Registry
 from wirehub.brokers.redis.revocations import RevocationStore
@@ -93,6 +94,8 @@ class RedisBroker(Queries, Session):
     name = "redis"
     #: Descriptive only (several processes share this broker): nothing branches on it.
     distributed = True
+    #: Publishes may start before the previous ones finish: offsets follow start order.
+    pipelined = True
 
     def __init__(
         self,
@@ -133,7 +136,8 @@ class RedisBroker(Queries, Session):
             retry=Retry(NoBackoff(), 0),
         )
         self._redis = aioredis.Redis.from_pool(pool)
-        self._publish = self._redis.register_script(PUBLISH_SCRIPT)
+        #: The publish script, pipelined: the calls of one loop pass share a round trip.
+        self._publish = ScriptBatcher(self._redis, self._redis.register_script(PUBLISH_SCRIPT))
         self._set_max = self._redis.register_script(SET_MAX_SCRIPT)
         self._rooms: dict[str, RoomSync] = {}
         self._by_channel: dict[bytes, RoomSync] = {}
