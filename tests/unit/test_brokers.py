@@ -146,3 +146,18 @@ def test_every_key_has_the_prefix_and_rooms_round_trip():
 def test_unknown_broker_scheme_is_refused():
     with pytest.raises(ValueError, match="no broker for URL scheme 'kafka'"):
         create_broker("kafka://x")
+
+
+async def test_memory_publish_soon_is_done_before_it_returns_and_keeps_keys():
+    node = Node()
+    a = peer("a")
+    node.connect(a)
+    node.rooms.join(a, "r")
+    results: list[int | BaseException] = []
+    broker = node.broker
+    broker.publish_soon("r", "$hub", 1, exclude=None, done=results.append)
+    broker.publish_soon("r", "$hub", 2, exclude=None, idempotency_key="k", done=results.append)
+    broker.publish_soon("r", "$hub", 2, exclude=None, idempotency_key="k", done=results.append)
+    assert results == [1, 2, 2]  # the repeated key answers the first offset, delivers nothing
+    assert [f["data"] for f in queued(a) if f["type"] == "message"] == [1, 2]
+    node.disconnect(a)

@@ -101,6 +101,27 @@ class MemoryBroker:
         self.idempotency.put(room, idempotency_key, offset)
         return offset
 
+    def publish_soon(
+        self,
+        room: str,
+        sender: str,
+        data: Any,
+        *,
+        exclude: str | None,
+        idempotency_key: str | None = None,
+        done: Callable[[int | BaseException], None],
+    ) -> None:
+        # Sequenced at once: done before this returns.
+        first = None if idempotency_key is None else self.idempotency.get(room, idempotency_key)
+        if first is not None:
+            self.duplicates += 1
+            done(first)
+            return
+        offset = self.publish_nowait(room, sender, data, exclude=exclude)
+        if idempotency_key is not None:
+            self.idempotency.put(room, idempotency_key, offset)
+        done(offset)
+
     def publish_nowait(self, room: str, sender: str, data: Any, *, exclude: str | None) -> int:
         local = self.local
         offset, frame = local.sequence(room, sender, data)

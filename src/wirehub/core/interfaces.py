@@ -159,7 +159,7 @@ class Broker(RoomObserver, Protocol):
     name: str
     #: True when :meth:`publish` waits on a round trip and several may be under way
     #: at once, sequenced in the order they started (the node then lets a reader
-    #: go on to its next frame and sends the ``ack`` when the offset is known).
+    #: go on to its next frame, :meth:`publish_soon`, and acks when it is done).
     pipelined: bool
 
     def bind(self, local: Local) -> None:
@@ -194,6 +194,21 @@ class Broker(RoomObserver, Protocol):
     def publish_nowait(self, room: str, sender: str, data: Any, *, exclude: str | None) -> int:
         """:meth:`publish` for synchronous callers, in order: the offset, or 0 when it
         is not known yet (queued for the backend)."""
+        ...
+
+    def publish_soon(
+        self,
+        room: str,
+        sender: str,
+        data: Any,
+        *,
+        exclude: str | None,
+        idempotency_key: str | None = None,
+        done: Callable[[int | BaseException], None],
+    ) -> None:
+        """:meth:`publish` without a task or a future: ``done(offset)`` (or the error)
+        runs when it is sequenced, in the order the publishes started. What a
+        pipelined broker's node uses for a client's ``publish`` frames."""
         ...
 
     async def join(

@@ -333,31 +333,33 @@ class Node:
         data = frame["data"] if self.check_data is None else self.check_data(name, frame["data"])
         key = check_key(frame.get("idempotency_key"))
         self.rooms.published += 1
-        publish = self.broker.publish(name, conn.id, data, exclude=exclude, idempotency_key=key)
-        if self.broker.pipelined and self._publishing < MAX_PIPELINED:
+        broker = self.broker
+        if broker.pipelined and self._publishing < MAX_PIPELINED:
             # The broker waits on a round trip: let the reader go on to its next
             # frame (a burst then shares round trips and writes) and ack when the
             # offset is known. Offsets, deliveries and acks keep the frames' order.
             self._publishing += 1
-            task = asyncio.get_running_loop().create_task(publish)
-            task.add_done_callback(functools.partial(self._acked, conn, name, frame.get("ref")))
+            done = functools.partial(self._acked, conn, name, frame.get("ref"))
+            broker.publish_soon(
+                name, conn.id, data, exclude=exclude, idempotency_key=key, done=done
+            )
             return None
-        return {"type": "ack", "room": name, "offset": await publish}
+        offset = await broker.publish(name, conn.id, data, exclude=exclude, idempotency_key=key)
+        return {"type": "ack", "room": name, "offset": offset}
 
-    def _acked(self, conn: Connection, name: str, ref: Any, task: asyncio.Task[int]) -> None:
+    def _acked(self, conn: Connection, name: str, ref: Any, result: int | BaseException) -> None:
         self._publishing -= 1
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is None:
-            reply: Frame = {"type": "ack", "room": name, "offset": task.result()}
+        if isinstance(result, asyncio.CancelledError):
+            return  # the hub is stopping: the client is closed with 1001 anyway
+        if not isinstance(result, BaseException):
+            reply: Frame = {"type": "ack", "room": name, "offset": result}
             if ref is not None:
                 reply["ref"] = ref
             conn.send(encode(reply))
-        elif isinstance(exc, WirehubError):
-            self.reject(conn, exc, ref)
+        elif isinstance(result, WirehubError):
+            self.reject(conn, result, ref)
         else:
-            logger.error("[%s] publish failed", conn.id, exc_info=exc)
+            logger.error("[%s] publish failed", conn.id, exc_info=result)
             self.reject(conn, WirehubError("internal error while handling the frame"), ref)
 
     async def _on_direct(self, conn: Connection, frame: Frame) -> Frame:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -370,35 +371,85 @@ class RedisBroker(Queries, Session):
         exclude: str | None,
         idempotency_key: str | None = None,
     ) -> int:
+        future: asyncio.Future[int | BaseException] = asyncio.get_running_loop().create_future()
+
+        def done(result: int | BaseException) -> None:
+            if not future.done():  # the caller may have given up (cancelled)
+                future.set_result(result)
+
+        self.publish_soon(
+            room, sender, data, exclude=exclude, idempotency_key=idempotency_key, done=done
+        )
+        result = await future
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def publish_soon(
+        self,
+        room: str,
+        sender: str,
+        data: Any,
+        *,
+        exclude: str | None,
+        idempotency_key: str | None = None,
+        done: Callable[[int | BaseException], None],
+    ) -> None:
         ts = time.time()
         # The ``message`` frame up to its offset: the script appends the offset it takes.
         head = message_head(room, sender, data, ts)
-        if self._connected:
-            policy = self.local.policy_for(room)
-            keys = [self.keys.offset(room), self.keys.stream(room)]
-            args: list[Any] = [
-                head,
-                policy.history_size,
-                self._ttl_ms(room),
-                wire.message_prefix(self.node_id, exclude),
-                exclude or "",
-                self.keys.room_channel(room),
-            ]
-            if idempotency_key is not None:
-                keys.append(self.keys.idempotency(room, idempotency_key))
-                args.append(self._idem_ms)
-            try:
-                offset = int(await self._publish(keys=keys, args=args))
-            except FAILURES as exc:
-                self._lost(exc)
-            else:
-                if offset < 0:  # the key was used in the window: nothing was published
-                    self.duplicates += 1
-                    return -offset
-                st = self._rooms.get(room)
-                if st is not None:
-                    self._apply(st, offset, f"{head}{offset}}}", exclude)
-                return offset
+        if not self._connected:
+            done(self._publish_locally(room, head, exclude, idempotency_key))
+            return
+        policy = self.local.policy_for(room)
+        keys = [self.keys.offset(room), self.keys.stream(room)]
+        args: list[Any] = [
+            head,
+            policy.history_size,
+            self._ttl_ms(room),
+            wire.message_prefix(self.node_id, exclude),
+            exclude or "",
+            self.keys.room_channel(room),
+        ]
+        if idempotency_key is not None:
+            keys.append(self.keys.idempotency(room, idempotency_key))
+            args.append(self._idem_ms)
+        self._publish.submit(
+            keys,
+            args,
+            functools.partial(self._published, room, head, exclude, idempotency_key, done),
+        )
+
+    def _published(
+        self,
+        room: str,
+        head: str,
+        exclude: str | None,
+        idempotency_key: str | None,
+        done: Callable[[int | BaseException], None],
+        result: Any,
+    ) -> None:
+        """The publish script answered (in publish order): deliver here, then ``done``."""
+        if isinstance(result, FAILURES):
+            self._lost(result)
+            done(self._publish_locally(room, head, exclude, idempotency_key))
+            return
+        if isinstance(result, BaseException):
+            done(result)
+            return
+        offset = int(result)
+        if offset < 0:  # the key was used in the window: nothing was published
+            self.duplicates += 1
+            done(-offset)
+            return
+        st = self._rooms.get(room)
+        if st is not None:
+            self._apply(st, offset, f"{head}{offset}}}", exclude)
+        done(offset)
+
+    def _publish_locally(
+        self, room: str, head: str, exclude: str | None, idempotency_key: str | None
+    ) -> int:
         # Degraded: this node's members only, without an offset (a key repeated
         # meanwhile is not delivered twice here; Redis never saw either).
         if idempotency_key is not None:

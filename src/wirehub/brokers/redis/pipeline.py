@@ -16,6 +16,8 @@ EXISTS`` on every execute, one more round trip each time.
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -24,32 +26,37 @@ from redis.exceptions import NoScriptError
 
 __all__ = ["ScriptBatcher"]
 
+logger = logging.getLogger("wirehub.redis")
+
 #: At most this many calls share one pipeline (the rest take the next one).
 MAX_PIPELINE = 512
 
 
+Done = Callable[[Any], None]
+
+
 class ScriptBatcher:
-    """``await batcher(keys=..., args=...)``: a script call, pipelined with its pass's others."""
+    """``submit(keys, args, done)``: a script call, pipelined with its pass's others.
+
+    ``done`` gets the script's answer, or the exception it raised (a connection
+    error, a Redis error), called in submit order. No task or future per call.
+    """
 
     def __init__(self, redis: Redis, script: AsyncScript) -> None:
         self._redis = redis
         self._script = script
-        self._queued: list[tuple[list[Any], list[Any], asyncio.Future[Any]]] = []
+        self._queued: list[tuple[list[Any], list[Any], Done]] = []
         self._running = False
         #: Pipelines sent, and calls they carried (a bench reads their ratio).
         self.pipelines = 0
         self.calls = 0
 
-    async def __call__(self, *, keys: list[Any], args: list[Any]) -> Any:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queued.append((keys, args, future))
+    def submit(self, keys: list[Any], args: list[Any], done: Done) -> None:
+        self._queued.append((keys, args, done))
         if not self._running:
             self._running = True
-            asyncio.get_running_loop().call_soon(self._start)
-        return await future
-
-    def _start(self) -> None:
-        asyncio.get_running_loop().create_task(self._drain(), name="wirehub-redis-publish")
+            loop = asyncio.get_running_loop()
+            loop.call_soon(lambda: loop.create_task(self._drain(), name="wirehub-redis-publish"))
 
     async def _drain(self) -> None:
         try:
@@ -60,7 +67,7 @@ class ScriptBatcher:
         finally:
             self._running = False
 
-    async def _send(self, batch: list[tuple[list[Any], list[Any], asyncio.Future[Any]]]) -> None:
+    async def _send(self, batch: list[tuple[list[Any], list[Any], Done]]) -> None:
         self.pipelines += 1
         self.calls += len(batch)
         script = self._script  # its sha is computed locally; NOSCRIPT loads it (below)
@@ -68,25 +75,26 @@ class ScriptBatcher:
         for keys, args, _ in batch:
             pipe.evalsha(script.sha, len(keys), *keys, *args)
         try:
-            results = await pipe.execute(raise_on_error=False)
-        except BaseException as exc:  # the connection failed: every call of it did
-            for *_, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        for (keys, args, future), result in zip(batch, results, strict=True):
-            if future.done():
-                continue
+            results: list[Any] = await pipe.execute(raise_on_error=False)
+        except asyncio.CancelledError as stopped:  # the hub is stopping
+            for *_, done in batch:
+                _call(done, stopped)
+            raise
+        except Exception as exc:  # the connection failed: every call of it did
+            results = [exc] * len(batch)
+        for (keys, args, done), result in zip(batch, results, strict=True):
             if isinstance(result, NoScriptError):
-                # Redis lost its scripts (a restart, SCRIPT FLUSH): this one call
-                # reloads it; the calls after it in the batch wait for it, in order.
+                # Redis lost its scripts (a restart, SCRIPT FLUSH): this call loads
+                # it again; the calls after it in the batch wait for it, in order.
                 try:
                     result = await script(keys=keys, args=args)
                 except Exception as exc:
                     result = exc
-            if isinstance(result, Exception):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+            _call(done, result)
+
+
+def _call(done: Done, result: Any) -> None:
+    try:
+        done(result)
+    except Exception:
+        logger.exception("a publish callback failed")
