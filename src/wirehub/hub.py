@@ -27,28 +27,23 @@ from wirehub import logredact
 from wirehub.auth import Authorizer
 from wirehub.auth_session import TokenLifecycle
 from wirehub.bridges import BridgeConfig, BridgeSet, TcpBridge
-from wirehub.brokers import create_broker
 from wirehub.core.connection import Connection
 from wirehub.core.heartbeat import Heartbeat
 from wirehub.core.housekeeping import COLLECT_SLICE, housekeeping_loop
 from wirehub.core.housekeeping import collect_rooms as _collect_rooms
 from wirehub.core.interfaces import Broker
 from wirehub.core.looplag import LoopLagMonitor
-from wirehub.core.node import Handler, Node
+from wirehub.core.node import Node
 from wirehub.core.protocol import CloseCode
-from wirehub.core.ratelimit import limit_per_client
 from wirehub.core.rooms import RoomPolicy
 from wirehub.errors import NotFound, StartInterrupted, WirehubError
-from wirehub.extras import require as require_extra
+from wirehub.hub_parts import build_broker, build_jobs
 from wirehub.hubstats import STATS_ROOM, publish_stats, snapshot
 from wirehub.jobs.api import JobRunner
-from wirehub.jobs.component import Jobs
-from wirehub.jobs.local import LocalRunner
 from wirehub.metrics import HubMetrics
 from wirehub.services import Services, ServiceSpec
 from wirehub.settings import Settings
 from wirehub.typed import Schemas, TypedRoom, import_model, typed_handler
-from wirehub.uploads.manager import Uploads
 from wirehub.uploads.stores import SpoolStore
 
 if TYPE_CHECKING:
@@ -159,7 +154,7 @@ class Hub:
         #: Offsets, history, presence and routing across nodes: in memory, or
         #: Redis when ``redis_url`` is set (the distributed mode).
         #: ``broker``, ``runner`` and ``store`` given here replace the configured ones.
-        self.broker: Broker = broker if broker is not None else self._build_broker()
+        self.broker: Broker = broker if broker is not None else build_broker(self.settings)
         self.node.use_broker(self.broker)
         #: Typed handlers and typed rooms (``@hub.on(..., model=)``, :meth:`room`,
         #: ``[[rooms]] model``): what publishes are validated by and AsyncAPI shows.
@@ -193,7 +188,8 @@ class Hub:
         # The broker starts before anything can publish, and stops last.
         self.components.insert(0, self.broker)
         # Jobs and uploads start after services, before bridges.
-        self.jobs, self.uploads = self._build_jobs(runner, store)
+        self.jobs, self.uploads = build_jobs(self.settings, self.node, self.publish, runner, store)
+        self.binary_handler = self.uploads.binary
         self.components += [self.jobs, self.uploads]
         #: Token expiry/refresh/revocation and the grants of direct, jobs and uploads.
         self.tokens = self._build_tokens()
@@ -208,23 +204,6 @@ class Hub:
         self.bridges: Mapping[str, TcpBridge] = self._bridge_set.bridges
         if self.bridges:
             self.components.append(self._bridge_set)
-
-    def _build_broker(self) -> Broker:
-        """The memory broker, or the Redis one when ``redis_url`` is set."""
-        cfg = self.settings.redis
-        if self.settings.redis_url:
-            require_extra("redis", "the Redis broker (redis_url)")
-        return create_broker(
-            self.settings.redis_url,
-            prefix=cfg.prefix,
-            node_heartbeat=cfg.node_heartbeat,
-            node_ttl=cfg.node_ttl,
-            gap_timeout=cfg.gap_timeout,
-            op_timeout=cfg.op_timeout,
-            reconnect_cap=cfg.reconnect_cap,
-            idempotency_window=self.settings.limits.idempotency_window,
-            idempotency_max_keys=self.settings.limits.idempotency_max_keys,
-        )
 
     def _build_tokens(self) -> TokenLifecycle:
         """The token lifecycle (auth_session.py), hooked into the node and the broker."""
@@ -242,53 +221,6 @@ class Hub:
             broker.on_revoke = tokens.apply  # type: ignore[attr-defined]
             tokens.share = broker.share_revocation
         return tokens
-
-    def _build_jobs(
-        self, runner: JobRunner | None, store: SpoolStore | None
-    ) -> tuple[Jobs, Uploads]:
-        """The job runner named in ``[jobs]`` (unless given to ``Hub()``) and the upload
-        handler that feeds it."""
-        cfg, up = self.settings.jobs, self.settings.uploads
-        if runner is None and cfg.runner == "celery":
-            require_extra("celery", "the Celery runner")
-            from wirehub.jobs.celery import CeleryRunner
-
-            runner = CeleryRunner.from_settings(self.settings)
-        elif runner is None:
-            runner = LocalRunner(
-                concurrency=cfg.concurrency,
-                result_ttl=cfg.result_ttl,
-                cancel_grace=cfg.cancel_grace,
-            )
-        jobs = Jobs(
-            runner, publish=self.publish, send_frame=self.node.send_frame, modules=cfg.modules
-        )
-        if store is None:
-            store = SpoolStore(
-                up.dir,
-                expire_after=up.expire_after,
-                keep_after=up.keep_after,
-                shared=cfg.runner == "celery",
-            )
-        uploads = Uploads(
-            store,
-            jobs=jobs,
-            max_size=up.max_size,
-            chunk_size=up.chunk_size,
-            max_concurrent=up.max_concurrent,
-        )
-        per_minute = self.settings.limits.job_submits_per_minute
-        submit: Handler = jobs.ws_submit
-        if per_minute:
-            submit = limit_per_client(submit, per_minute, what="job submissions")
-        self.node.on("job.submit", submit)
-        self.node.on("job.cancel", jobs.ws_cancel)
-        self.node.on("upload.start", uploads.ws_start)
-        self.node.on("upload.finish", uploads.ws_finish)
-        self.binary_handler = uploads.binary
-        return jobs, uploads
-
-    # -- building blocks for adapters ---------------------------------------------
 
     def new_connection(self, client_id: str, transport: Any, **meta: object) -> Connection:
         """Make a Connection with the configured bounds (used by the WS and TCP adapters)."""

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from collections.abc import Callable
@@ -46,6 +45,7 @@ from wirehub.brokers.keys import Keys
 from wirehub.brokers.redis import streams, wire
 from wirehub.brokers.redis.ordering import Decision, Deliver, RoomOrder
 from wirehub.brokers.redis.pipeline import ScriptBatcher
+from wirehub.brokers.redis.publishing import Publishing
 from wirehub.brokers.redis.queries import Queries
 from wirehub.brokers.redis.registry import Registry
 from wirehub.brokers.redis.revocations import RevocationStore
@@ -54,7 +54,7 @@ from wirehub.brokers.redis.session import FAILURES, Session, safe_url
 from wirehub.core.history import Replay
 from wirehub.core.idempotency import DEFAULT_MAX_KEYS, DEFAULT_WINDOW, KeyTable
 from wirehub.core.interfaces import JoinInfo
-from wirehub.core.protocol import Frame, encode, message_head
+from wirehub.core.protocol import Frame, encode
 from wirehub.core.rooms import MAX_MEMBERS_LISTED
 from wirehub.core.tokens import Revocation
 from wirehub.errors import NotFound, WirehubError
@@ -89,7 +89,7 @@ class RoomSync:
     marker: int = 0
 
 
-class RedisBroker(Queries, Session):
+class RedisBroker(Publishing, Queries, Session):
     """A :class:`wirehub.core.interfaces.Broker` over one Redis server."""
 
     name = "redis"
@@ -361,115 +361,6 @@ class RedisBroker(Queries, Session):
         self._decide(st, decisions)
 
     # -- publishing --------------------------------------------------------------------------
-
-    async def publish(
-        self,
-        room: str,
-        sender: str,
-        data: Any,
-        *,
-        exclude: str | None,
-        idempotency_key: str | None = None,
-    ) -> int:
-        future: asyncio.Future[int | BaseException] = asyncio.get_running_loop().create_future()
-
-        def done(result: int | BaseException) -> None:
-            if not future.done():  # the caller may have given up (cancelled)
-                future.set_result(result)
-
-        self.publish_soon(
-            room, sender, data, exclude=exclude, idempotency_key=idempotency_key, done=done
-        )
-        result = await future
-        if isinstance(result, BaseException):
-            raise result
-        return result
-
-    def publish_soon(
-        self,
-        room: str,
-        sender: str,
-        data: Any,
-        *,
-        exclude: str | None,
-        idempotency_key: str | None = None,
-        done: Callable[[int | BaseException], None],
-    ) -> None:
-        ts = time.time()
-        # The ``message`` frame up to its offset: the script appends the offset it takes.
-        head = message_head(room, sender, data, ts)
-        if not self._connected:
-            done(self._publish_locally(room, head, exclude, idempotency_key))
-            return
-        policy = self.local.policy_for(room)
-        keys = [self.keys.offset(room), self.keys.stream(room)]
-        args: list[Any] = [
-            head,
-            policy.history_size,
-            self._ttl_ms(room),
-            wire.message_prefix(self.node_id, exclude),
-            exclude or "",
-            self.keys.room_channel(room),
-        ]
-        if idempotency_key is not None:
-            keys.append(self.keys.idempotency(room, idempotency_key))
-            args.append(self._idem_ms)
-        self._publish.submit(
-            keys,
-            args,
-            functools.partial(self._published, room, head, exclude, idempotency_key, done),
-        )
-
-    def _published(
-        self,
-        room: str,
-        head: str,
-        exclude: str | None,
-        idempotency_key: str | None,
-        done: Callable[[int | BaseException], None],
-        result: Any,
-    ) -> None:
-        """The publish script answered (in publish order): deliver here, then ``done``."""
-        if isinstance(result, FAILURES):
-            self._lost(result)
-            done(self._publish_locally(room, head, exclude, idempotency_key))
-            return
-        if isinstance(result, BaseException):
-            done(result)
-            return
-        offset = int(result)
-        if offset < 0:  # the key was used in the window: nothing was published
-            self.duplicates += 1
-            done(-offset)
-            return
-        st = self._rooms.get(room)
-        if st is not None:
-            self._apply(st, offset, f"{head}{offset}}}", exclude)
-        done(offset)
-
-    def _publish_locally(
-        self, room: str, head: str, exclude: str | None, idempotency_key: str | None
-    ) -> int:
-        # Degraded: this node's members only, without an offset (a key repeated
-        # meanwhile is not delivered twice here; Redis never saw either).
-        if idempotency_key is not None:
-            if self.idempotency.get(room, idempotency_key) is not None:
-                self.duplicates += 1
-                return 0
-            self.idempotency.put(room, idempotency_key, 0)
-        self._local_only.add(room)
-        self.local.deliver_event(room, f'{head}null,"local":true}}', exclude)
-        return 0
-
-    def publish_nowait(self, room: str, sender: str, data: Any, *, exclude: str | None) -> int:
-        self._enqueue(self._publish_op, room, sender, data, exclude)
-        return 0
-
-    async def _publish_op(self, room: str, sender: str, data: Any, exclude: str | None) -> None:
-        await self.publish(room, sender, data, exclude=exclude)
-
-    def _ttl_ms(self, room: str) -> int:
-        return max(1, int(self.local.policy_for(room).history_ttl * 1000))
 
     # -- joining and membership ----------------------------------------------------------------
 
