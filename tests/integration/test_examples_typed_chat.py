@@ -17,7 +17,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ import orjson
 import pytest
 from httpx_sse import aconnect_sse
 
-from support import FACTOR, TIMEOUT, WSClient, open_client, unused_port
+from support import FACTOR, TIMEOUT, HubProcess, WSClient, open_client, unused_port
 
 __all__: list[str] = []
 
@@ -36,22 +35,8 @@ UVICORN = Path(sys.executable).with_name("uvicorn")
 SSE = {"Accept": "text/event-stream"}
 
 
-@dataclass
-class Example:
-    proc: subprocess.Popen[bytes]
-    port: int
-    lines: list[str] = field(default_factory=list)
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
-
-    def output(self) -> str:
-        return "".join(self.lines)
+#: The example under uvicorn: a process with its output, as HubProcess is for wirehub serve.
+Example = HubProcess
 
 
 def _pump(example: Example, ready: threading.Event) -> None:
