@@ -264,6 +264,12 @@ def send(
     data: Annotated[str, typer.Argument(help="JSON value (anything else is sent as a string)")],
     url: Annotated[str, typer.Option(help="The hub's WebSocket URL")] = "ws://127.0.0.1:8000/ws",
     client_id: Annotated[str | None, typer.Option(help="Client id to send as")] = None,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(
+            help="Retry-safe: a second send with this key within the window is not delivered"
+        ),
+    ] = None,
 ) -> None:
     """Publish one message to a room and print its offset once the hub acknowledged it."""
     import orjson
@@ -278,7 +284,7 @@ def send(
     async def run() -> int:
         async with HubClient(url, client_id=client_id, reconnect=False) as hub:
             await hub.join(room)
-            return await hub.publish(room, value)
+            return await hub.publish(room, value, idempotency_key=idempotency_key)
 
     try:
         offset = asyncio.run(run())

@@ -13,7 +13,7 @@ starts from its lifespan, :class:`Embedding` does what can be done from inside:
 2. **uvicorn's protocols**: the web layer hands uvicorn (found through the
    signal handler it installed) the classes ``wirehub serve`` uses: bounded
    request heads and control frames, the frame-once writer, ``server.ws``,
-   ``ws_max_size`` and ``ws_per_message_deflate`` (src/wirehub/web/embed_uvicorn.py).
+   ``ws_max_size`` and ``ws_per_message_deflate`` (src/wirehub/web/uvicorn_protocols/embed.py).
    Options given to uvicorn on its command line (``--ws``, ``--http``) win.
 3. **Shutdown**: a :class:`~wirehub.sigrelay.SignalRelay` in front of the
    server's SIGTERM/SIGINT handlers: the hub closes its clients with ``1001 hub
@@ -67,7 +67,7 @@ HEAD_SETTINGS = (
 )
 WS_SETTINGS = ("ws", "ws_per_message_deflate")
 
-#: Set by the web layer (src/wirehub/web/embed_uvicorn.py): hand a uvicorn
+#: Set by the web layer (src/wirehub/web/uvicorn_protocols/embed.py): hand a uvicorn
 #: ``Config`` the hub's protocols; returns what it could not apply.
 UvicornAdopter = Callable[[Any], list[str]]
 

@@ -54,6 +54,11 @@ class _NodeCollector(Collector):
             value=node.rooms.bytes_out,
         )
         yield CounterMetricFamily(
+            "wirehub_publish_duplicates",
+            "Publishes not delivered: their idempotency key was used within the window",
+            value=node.broker.duplicates,
+        )
+        yield CounterMetricFamily(
             "wirehub_slow_consumer_disconnects",
             "Peers closed because their outbound queue was full",
             value=node.slow_consumers,

@@ -40,6 +40,13 @@ async def test_send_publishes_json_and_prints_the_offset(hub):
         code, out, _ = await run_cli("send", "alerts", "plain words", "--url", hub.ws)
         assert code == 0 and out.strip() == "published to alerts at offset 2"
         assert (await asyncio.wait_for(anext(stream), TIMEOUT))["data"] == "plain words"
+        # A retried send with its key answers the first offset and is not delivered again.
+        retry = ("send", "alerts", '"once"', "--url", hub.ws, "--idempotency-key", "evt-9")
+        outs = [await run_cli(*retry) for _ in range(2)]
+        assert [o[1].strip() for o in outs] == ["published to alerts at offset 3"] * 2
+        await run_cli("send", "alerts", '"after"', "--url", hub.ws)
+        assert (await asyncio.wait_for(anext(stream), TIMEOUT))["data"] == "once"
+        assert (await asyncio.wait_for(anext(stream), TIMEOUT))["data"] == "after"
         await stream.aclose()
 
 

@@ -102,7 +102,10 @@ async def test_a_repeated_key_over_http_is_delivered_once(hub_server, broker_set
         assert control.status_code == 400
         assert "control characters" in control.json()["detail"]["message"]
         await http.post(url, json={"data": "end"})
+        metrics = (await http.get(f"{running.http}/metrics")).text
     assert await until_marker(bob, "orders", "end") == [{"sku": "A1"}, "B2"]
+    # The three answered from their key are counted, apart from what was published.
+    assert "wirehub_publish_duplicates_total 3.0" in metrics
 
 
 async def test_hub_publish_with_a_key_answers_the_first_offset(hub_server, broker_settings):

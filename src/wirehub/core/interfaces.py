@@ -157,6 +157,8 @@ class Broker(RoomObserver, Protocol):
 
     #: ``"memory"`` or ``"redis"``.
     name: str
+    #: Publishes not delivered because their idempotency key was seen in the window.
+    duplicates: int
     #: True when :meth:`publish` waits on a round trip and several may be under way
     #: at once, sequenced in the order they started (the node then lets a reader
     #: go on to its next frame, :meth:`publish_soon`, and acks when it is done).

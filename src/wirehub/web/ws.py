@@ -21,7 +21,6 @@ from wirehub.core.protocol import CLIENT_ID_RE, CloseCode, encode
 from wirehub.core.ratelimit import FrameLimiter
 from wirehub.embedded import embedding_for
 from wirehub.errors import BadRequest
-from wirehub.web import embed_uvicorn
 from wirehub.web.handshake import HandshakeGate, Refused
 from wirehub.web.rawsend import EXTENSION, EXTENSION_MANY, RawWrite, RawWriteMany
 
@@ -123,8 +122,8 @@ class WebSocketEndpoint:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         # Embedded under uvicorn, the hub hands it the protocols this endpoint's
-        # bounds and frame-once writer live in (web/embed_uvicorn.py).
-        embedding_for(hub).adopt_uvicorn = functools.partial(embed_uvicorn.adopt, hub)
+        # bounds and frame-once writer live in (web/uvicorn_protocols/embed.py).
+        embedding_for(hub).adopt_uvicorn = functools.partial(_adopt_uvicorn, hub)
         limits = hub.settings.limits
         #: Origin, connections per IP and credentials, checked before accepting.
         self.gate = HandshakeGate(
@@ -340,6 +339,14 @@ async def _bridged_send(send: Any, message: dict[str, Any]) -> None:
         except BaseException:
             steps.close()
             raise
+
+
+def _adopt_uvicorn(hub: Hub, config: Any) -> list[str]:
+    """:func:`wirehub.web.uvicorn_protocols.embed.adopt`, imported when it runs: an app
+    under another server never loads uvicorn."""
+    from wirehub.web.uvicorn_protocols.embed import adopt
+
+    return adopt(hub, config)
 
 
 def _asks_batch(query: bytes) -> bool:
