@@ -176,3 +176,20 @@ def test_members_that_get_the_same_pass_share_one_list_of_frames():
     assert frames_for(list(outs), (16, 65536)) is batched
     fewer = frames_for(outs[:2], None)
     assert fewer == plain[:2] and fewer is not plain
+
+
+async def test_a_socket_that_breaks_in_the_flush_is_lost_and_the_others_still_get_theirs():
+    class Broken(CorkingPeer):
+        def try_writelines(self, outs: list[Outbound]) -> bool:
+            raise ConnectionResetError("reset by peer")
+
+    coalescer = Coalescer()
+    broken, fine = Broken(), CorkingPeer()
+    a = await idle(Connection("a", broken, coalescer=coalescer))
+    b = await idle(Connection("b", fine, coalescer=coalescer))
+    for conn in (a, b):
+        conn.send("1")
+    await asyncio.sleep(0)
+    assert fine.writes == [["1"]]
+    assert not a.open and a.close_code == 1001  # gone, like a peer that went away
+    assert a.send("2") is False

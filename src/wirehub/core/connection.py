@@ -308,7 +308,13 @@ class Connection:
         size, self._cork_bytes = self._cork_bytes, 0
         if self._closing:
             return
-        if self.transport.try_writelines(cork):
+        try:
+            written = self.transport.try_writelines(cork)
+        except Exception as exc:  # the socket broke under us: the peer is gone
+            logger.debug("[%s] write failed: %r", self.id, exc)
+            self.transport_lost()
+            return
+        if written:
             self.frames_out += len(cork)
             self.bytes_out += size
             return
