@@ -185,21 +185,25 @@ async def idle(conn: Connection) -> None:
         await asyncio.sleep(0)
 
 
-async def test_eager_write_keeps_order_when_the_socket_fills_up():
+async def test_a_declining_socket_keeps_order_when_it_fills_up():
     gate = Gate()
     conn = Connection("a", gate)
     conn.start()
     await idle(conn)
-    assert conn.send("1") and gate.out == ["1"]  # written at once, no task switch
+    assert conn.send("1") and conn.queued == 1  # declined: queued for the writer task
+    while not gate.out:
+        await asyncio.sleep(0)
+    assert gate.out == ["1"]
+    await idle(conn)  # the writer ended with the queue empty
     gate.open.clear()  # the socket is full from now on
     for frame in ("2", "3", "4"):
         assert conn.send(frame)
-    assert gate.out == ["1"] and conn.queued == 3
+    await asyncio.sleep(0)
+    assert gate.out == ["1"] and conn.queued == 2  # "2" is with the writer, waiting
     gate.open.set()
-    while conn.queued:
+    while conn.queued or len(gate.out) < 4:
         await asyncio.sleep(0)
     assert gate.out == ["1", "2", "3", "4"]
-
     assert conn.frames_out == 4
 
 
@@ -239,5 +243,7 @@ async def test_a_transport_that_breaks_marks_the_peer_gone():
     conn = Connection("a", Broken())
     conn.start()
     await idle(conn)
-    assert conn.send("x") is False
-    assert not conn.open
+    assert conn.send("x") is True  # taken; the writer finds the socket broken
+    while conn.open:
+        await asyncio.sleep(0)
+    assert conn.send("y") is False  # gone: nothing more is taken

@@ -15,15 +15,11 @@ Coalesced writes: a connection whose transport can write raw frames
 loop pass and flushes it in one :meth:`Transport.try_writelines` at the end of
 the pass (core/coalesce.py): one write syscall for every frame of the pass.
 
-Fast writes: when the queue is empty and the writer is idle, :meth:`send`
-first offers the envelope to :meth:`Transport.try_write`, which writes it
-whole at once or declines. When it declines, :meth:`send`
-steps the transport's ``send`` coroutine once, right away. If the socket takes
-the bytes without blocking — the common case — the frame is written with no
-queueing and no task switch (what ``websockets.broadcast`` does for a raw
-server). If the transport has to wait (its buffer is full), the suspended
-coroutine is handed to the writer task, which finishes it before anything
-queued after it, so order is kept. Nothing here ever awaits the peer.
+Otherwise, when the queue is empty and nothing is being written, :meth:`send`
+offers the envelope to :meth:`Transport.try_write`, which writes it whole at
+once or declines; a declined frame waits in the queue for the writer task,
+started then and ending when the queue is empty (an idle connection has
+none). Nothing here ever awaits the peer.
 """
 
 from __future__ import annotations
@@ -33,8 +29,8 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from wirehub.core.coalesce import Coalescer
 from wirehub.core.outbound import Outbound
@@ -70,12 +66,8 @@ class Transport(Protocol):
         connection takes :meth:`send`.
         """
 
-    def send(self, out: Outbound) -> Coroutine[Any, Any, None]:
-        """A coroutine that writes one frame; it may wait for the peer.
-
-        Only the connection calls it: at once when the peer is idle (stepping
-        the coroutine itself), or from its writer task.
-        """
+    def send(self, out: Outbound) -> Awaitable[None]:
+        """Write one frame; it may wait for the peer (only the connection's writer awaits it)."""
 
     async def close(self, code: int, reason: str) -> None:
         """Close politely (close frame / FIN); may wait for the peer."""
@@ -110,7 +102,6 @@ class Connection:
         "_max_queue",
         "_max_queue_bytes",
         "_on_slow",
-        "_pending",
         "_queue",
         "_queued_bytes",
         "_started",
@@ -172,8 +163,6 @@ class Connection:
             [] if coalescer is not None and transport.coalesces else None
         )
         self._cork_bytes = 0
-        # A transport send that had to wait: (coroutine, what it yielded, size).
-        self._pending: tuple[Coroutine[Any, Any, None], Any, int] | None = None
         # Since when the peer has not taken what we gave it (None: it keeps up).
         self._blocked_since: float | None = None
         # Nothing queued, nothing pending, no writer running: a send may write at once.
@@ -196,7 +185,7 @@ class Connection:
         if self._started:
             return
         self._started = True
-        if self._queue or self._pending is not None:
+        if self._queue:
             self._spawn_writer()
         else:
             self._idle = True
@@ -207,7 +196,7 @@ class Connection:
 
     @property
     def queued(self) -> int:
-        return len(self._queue or ()) + (self._pending is not None) + len(self._cork or ())
+        return len(self._queue or ()) + len(self._cork or ())
 
     @property
     def queued_bytes(self) -> int:
@@ -251,7 +240,6 @@ class Connection:
         self._uncork()
         if self._writer is not None and not self._writer.done():
             self._writer.cancel()
-        self._drop_pending()
         if self._closer is None:
             self._set_closed()
 
@@ -291,15 +279,14 @@ class Connection:
                 self.frames_out += 1
                 self.bytes_out += out.size
                 return True
-            return self._send_eagerly(out)
         return self._enqueue(out)
 
     def flush(self) -> None:
         """Write what this pass corked, in one write (the coalescer calls it once per pass).
 
         If the transport declines (its socket is paused: backpressure), the
-        frames take the ordinary path in order — the first one stepped at
-        once, the rest queued under the same bounds as any other.
+        frames take the ordinary path in order: queued for the writer task
+        under the same bounds as any other.
         """
         cork = self._cork
         if not cork:
@@ -321,13 +308,11 @@ class Connection:
         for out in cork:
             if self._closing:
                 return
-            if not self._idle:
-                self._enqueue(out)
-            elif self._try_write(out):
+            if self._idle and self._try_write(out):
                 self.frames_out += 1
                 self.bytes_out += out.size
             else:
-                self._send_eagerly(out)
+                self._enqueue(out)
 
     def _uncork(self) -> None:
         if self._cork:
@@ -364,24 +349,6 @@ class Connection:
                 self._write_loop(), name=f"wirehub-writer-{self.id}"
             )
 
-    def _send_eagerly(self, out: Outbound) -> bool:
-        coro = self.transport.send(out)
-        try:
-            yielded = coro.send(None)
-        except StopIteration:
-            self.frames_out += 1
-            self.bytes_out += out.size
-            return True
-        except Exception as exc:  # the socket broke under us: the peer is gone
-            logger.debug("[%s] write failed: %r", self.id, exc)
-            self.transport_lost()
-            return False
-        # The transport has to wait for the peer: the writer task finishes it.
-        self._pending = (coro, yielded, out.size)
-        self._blocked_since = time.monotonic()
-        self._spawn_writer()
-        return True
-
     def _slow(self) -> None:
         logger.warning(
             "[%s] slow consumer: %d frames / %d bytes queued, closing",
@@ -393,48 +360,11 @@ class Connection:
         if self._on_slow is not None:
             self._on_slow(self)
 
-    def _drop_pending(self) -> None:
-        if self._pending is not None:
-            self._pending[0].close()
-            self._pending = None
-
-    async def _finish_pending(self) -> None:
-        """Drive a transport send that :meth:`send` started and that had to wait."""
-        assert self._pending is not None
-        coro, yielded, size = self._pending
-        while True:
-            error: BaseException | None = None
-            try:
-                if yielded is None:
-                    await asyncio.sleep(0)  # a bare yield: just give the loop a turn
-                else:
-                    # What a Task does with a future its coroutine yields: clear
-                    # the "blocking" mark, then wait for it in this task.
-                    yielded._asyncio_future_blocking = False
-                    await yielded
-
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise  # we are being stopped; _drop_pending closes the coroutine
-                error = asyncio.CancelledError()
-            except Exception as exc:
-                error = exc
-            try:
-                yielded = coro.send(None) if error is None else coro.throw(error)
-            except StopIteration:
-                break
-        self._pending = None
-        self.frames_out += 1
-        self.bytes_out += size
-
     async def _write_loop(self) -> None:
         """Drain what the socket did not take at once, then end (idle again)."""
         transport = self.transport
         try:
             while True:
-                if self._pending is not None:
-                    await self._finish_pending()
                 queue = self._queue
                 while queue:
                     out = queue.popleft()
@@ -445,11 +375,8 @@ class Connection:
                     self.frames_out += 1
                     self.bytes_out += size
                 self._blocked_since = None
-                if self._pending is None and not self._queue:
+                if not self._queue:
                     break
-        except asyncio.CancelledError:
-            self._drop_pending()
-            raise
         except Exception as exc:  # the socket broke under us: the peer is gone
             logger.debug("[%s] write failed: %r", self.id, exc)
             self.transport_lost()
@@ -472,7 +399,6 @@ class Connection:
                 writer.cancel()
             with contextlib.suppress(BaseException):
                 await writer
-        self._drop_pending()
         # 2. Close politely, then abort a peer that does not take the close.
         try:
             await asyncio.wait_for(self.transport.close(code, reason), self._close_timeout)

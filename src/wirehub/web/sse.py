@@ -12,9 +12,8 @@ event format.
 
 :class:`SSETransport` is that connection's transport. Raw ASGI, like
 ``web/ws.py``: each frame becomes one SSE event and one ``http.response.body``
-chunk sent by the connection itself (its eager step, or its one writer task),
-so there is no second buffer and no task per event; the connection's queue is
-the bound. A message's event bytes are built once per publish, on the
+chunk sent by the connection's one writer task, so there is no second buffer
+and no task per event; the connection's queue is the bound. A message's event bytes are built once per publish, on the
 :class:`~wirehub.core.outbound.Outbound` envelope, for every SSE subscriber.
 """
 
@@ -36,12 +35,10 @@ from starlette.routing import Match
 from wirehub.core.heartbeat import PING_FRAME
 from wirehub.core.outbound import Outbound
 from wirehub.core.protocol import CLIENT_ID_RE, ROOM_RE, CloseCode, encode
-from wirehub.embedded import embedding_for
 from wirehub.errors import BadRequest, NotFound, Refused, WirehubError
 from wirehub.jobs.component import job_room
 from wirehub.web.errors import ShapedRoute, error_response, http_error
 from wirehub.web.handshake import HandshakeGate
-from wirehub.web.ws import _bridged_send
 
 if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
@@ -185,7 +182,7 @@ class SSETransport:
         return False
 
     def try_write(self, out: Outbound) -> bool:
-        """Always declines: the connection steps :meth:`send` at once when idle."""
+        """Always declines: every event goes through :meth:`send`, from the writer task."""
         return False
 
     def send(self, out: Outbound) -> Coroutine[Any, Any, None]:
@@ -278,9 +275,7 @@ class EventStream(Response):
         hub, conn, transport = self.hub, self.conn, self.transport
         node = hub.node
         # cast: Starlette types ``send`` with MutableMapping; the server's is a coroutine.
-        send_coro = cast(
-            "SendCoro", send if _asyncio_send(hub) else functools.partial(_bridged_send, send)
-        )
+        send_coro = cast("SendCoro", send)
         transport.attach(send_coro, asyncio.current_task())
         heartbeat: _Pinger | None = None
         closed: asyncio.Future[None] | None = None
@@ -355,13 +350,6 @@ async def _until_gone(receive: Receive, closed: asyncio.Future[None]) -> None:
             return
         if receiving.result()["type"] == "http.disconnect":
             return
-
-
-def _asyncio_send(hub: Hub) -> bool:
-    """Whether the server's ``send`` waits on asyncio futures (see ``web/ws.py``)."""
-    embedding = embedding_for(hub)
-    server = embedding.server
-    return embedding.served or (server is not None and server.uvicorn is not None)
 
 
 def _since(request: Request, default: int | None) -> int | None:

@@ -178,8 +178,6 @@ class WebSocketEndpoint:
             and _asks_batch(scope.get("query_string", b""))
             else None
         )
-        if not self._asyncio_send():
-            send = functools.partial(_bridged_send, send)
         transport = ASGITransport(send, asyncio.current_task(), raw, raw_many, batch)
 
         client = scope.get("client") or ("?", 0)
@@ -212,17 +210,6 @@ class WebSocketEndpoint:
         finally:
             node.transport_lost(conn)
             logger.debug("[%s] disconnected (%s)", client_id, conn.close_code)
-
-    def _asyncio_send(self) -> bool:
-        """Whether the server's ``send`` waits on asyncio futures (uvicorn's does).
-
-        A connection drives its transport's send by hand on the hot path
-        (core/connection.py) and waits on what it yields the way a Task would;
-        another server's awaitable (granian's) must go through :func:`_bridged_send`.
-        """
-        embedding = embedding_for(self.hub)
-        server = embedding.server
-        return embedding.served or (server is not None and server.uvicorn is not None)
 
     async def _read_loop(self, conn: Connection, receive: Any) -> None:
         node = self.hub.node
@@ -311,34 +298,6 @@ class WebSocketEndpoint:
                     await asyncio.sleep(0)
             elif kind == "websocket.disconnect":
                 return
-
-
-async def _bridged_send(send: Any, message: dict[str, Any]) -> None:
-    """Await ``send(message)`` step by step, each wait on an asyncio future of our own.
-
-    What a Task does with a future-like object its coroutine yields (add a
-    done callback, wake up), done here so that whoever drives this coroutine
-    only ever sees asyncio futures, whatever the server's awaitable is.
-    """
-    steps = send(message).__await__()
-    loop = asyncio.get_running_loop()
-    while True:
-        try:
-            yielded = steps.send(None)
-        except StopIteration:
-            return
-        if yielded is None:
-            await asyncio.sleep(0)
-            continue
-        if getattr(yielded, "_asyncio_future_blocking", None):
-            yielded._asyncio_future_blocking = False
-        woken = loop.create_future()
-        yielded.add_done_callback(lambda _, w=woken: w.done() or w.set_result(None))
-        try:
-            await woken
-        except BaseException:
-            steps.close()
-            raise
 
 
 def _adopt_uvicorn(hub: Hub, config: Any) -> list[str]:
