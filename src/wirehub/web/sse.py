@@ -13,8 +13,9 @@ event format.
 :class:`SSETransport` is that connection's transport. Raw ASGI, like
 ``web/ws.py``: each frame becomes one SSE event and one ``http.response.body``
 chunk sent by the connection's one writer task, so there is no second buffer
-and no task per event; the connection's queue is the bound. A message's event bytes are built once per publish, on the
-:class:`~wirehub.core.outbound.Outbound` envelope, for every SSE subscriber.
+and no task per event; the connection's queue is the bound. A message's event
+bytes are built once per publish, on the :class:`~wirehub.core.outbound.Outbound`
+envelope, for every SSE subscriber.
 """
 
 from __future__ import annotations
