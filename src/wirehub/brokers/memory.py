@@ -35,8 +35,6 @@ class MemoryBroker:
     name = "memory"
     #: Descriptive only (several processes share this broker): nothing branches on it.
     distributed = False
-    #: A publish is sequenced before ``publish`` returns: nothing to pipeline.
-    pipelined = False
 
     def __init__(
         self,
@@ -90,16 +88,11 @@ class MemoryBroker:
         exclude: str | None,
         idempotency_key: str | None = None,
     ) -> int:
-        if idempotency_key is None:
-            return self.publish_nowait(room, sender, data, exclude=exclude)
-        # Check, sequence and remember without an await: one step, no race.
-        first = self.idempotency.get(room, idempotency_key)
-        if first is not None:
-            self.duplicates += 1
-            return first
-        offset = self.publish_nowait(room, sender, data, exclude=exclude)
-        self.idempotency.put(room, idempotency_key, offset)
-        return offset
+        result: list[int | BaseException] = []
+        self.publish_soon(
+            room, sender, data, exclude=exclude, idempotency_key=idempotency_key, done=result.append
+        )
+        return cast(int, result[0])  # publish_soon calls done before it returns
 
     def publish_soon(
         self,
@@ -111,7 +104,8 @@ class MemoryBroker:
         idempotency_key: str | None = None,
         done: Callable[[int | BaseException], None],
     ) -> None:
-        # Sequenced at once: done before this returns.
+        # Check, sequence and remember without an await (one step, no race);
+        # done before this returns.
         first = None if idempotency_key is None else self.idempotency.get(room, idempotency_key)
         if first is not None:
             self.duplicates += 1

@@ -159,10 +159,6 @@ class Broker(RoomObserver, Protocol):
     name: str
     #: Publishes not delivered because their idempotency key was seen in the window.
     duplicates: int
-    #: True when :meth:`publish` waits on a round trip and several may be under way
-    #: at once, sequenced in the order they started (the node then lets a reader
-    #: go on to its next frame, :meth:`publish_soon`, and acks when it is done).
-    pipelined: bool
 
     def bind(self, local: Local) -> None:
         """The node this broker serves (called once, before :meth:`start`)."""
@@ -209,8 +205,9 @@ class Broker(RoomObserver, Protocol):
         done: Callable[[int | BaseException], None],
     ) -> None:
         """:meth:`publish` without a task or a future: ``done(offset)`` (or the error)
-        runs when it is sequenced, in the order the publishes started. What a
-        pipelined broker's node uses for a client's ``publish`` frames."""
+        runs when it is sequenced, in the order the publishes started — before this
+        returns in one process, after a round trip with Redis. The node publishes a
+        client's ``publish`` frames this way, so a reader never waits on a round trip."""
         ...
 
     async def join(

@@ -62,7 +62,7 @@ Handler = Callable[[Connection, Frame], "Awaitable[Frame | None] | Frame | None"
 
 BUILTIN_TYPES = frozenset({"join", "leave", "publish", "direct", "presence", "ping", "pong"})
 
-#: Publishes a pipelined broker may have under way before readers wait for them
+#: Publishes a broker may have under way (waiting on Redis) before readers wait for them
 #: (beyond it a reader awaits its publish: the socket's own backpressure).
 MAX_PIPELINED = 1024
 
@@ -87,7 +87,7 @@ class Node:
         #: One dirty list for every connection of this node: what a loop pass
         #: sends a peer leaves in one write at the end of the pass.
         self.coalescer = Coalescer()
-        # Publishes under way in a pipelined broker (bounded by MAX_PIPELINED).
+        # Publishes under way, acked when the broker is done (bounded by MAX_PIPELINED).
         self._publishing = 0
         self.max_frame = max_frame
         self.max_rooms_per_connection = max_rooms_per_connection
@@ -334,18 +334,23 @@ class Node:
         key = check_key(frame.get("idempotency_key"))
         self.rooms.published += 1
         broker = self.broker
-        if broker.pipelined and self._publishing < MAX_PIPELINED:
-            # The broker waits on a round trip: let the reader go on to its next
-            # frame (a burst then shares round trips and writes) and ack when the
-            # offset is known. Offsets, deliveries and acks keep the frames' order.
-            self._publishing += 1
-            done = functools.partial(self._acked, conn, name, frame.get("ref"))
+        if self._publishing >= MAX_PIPELINED:
+            # Too many under way: this reader waits for its publish (backpressure).
+            offset = await broker.publish(name, conn.id, data, exclude=exclude, idempotency_key=key)
+            return {"type": "ack", "room": name, "offset": offset}
+        # Acked when the offset is known: at once in one process; after a round trip
+        # with Redis, while the reader goes on to its next frame (a burst then shares
+        # round trips and writes). Offsets, deliveries and acks keep the frames' order.
+        self._publishing += 1
+        done = functools.partial(self._acked, conn, name, frame.get("ref"))
+        try:
             broker.publish_soon(
                 name, conn.id, data, exclude=exclude, idempotency_key=key, done=done
             )
-            return None
-        offset = await broker.publish(name, conn.id, data, exclude=exclude, idempotency_key=key)
-        return {"type": "ack", "room": name, "offset": offset}
+        except BaseException:
+            self._publishing -= 1
+            raise
+        return None
 
     def _acked(self, conn: Connection, name: str, ref: Any, result: int | BaseException) -> None:
         self._publishing -= 1

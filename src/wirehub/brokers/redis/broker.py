@@ -95,8 +95,6 @@ class RedisBroker(Publishing, Queries, Session):
     name = "redis"
     #: Descriptive only (several processes share this broker): nothing branches on it.
     distributed = True
-    #: Publishes may start before the previous ones finish: offsets follow start order.
-    pipelined = True
 
     def __init__(
         self,
