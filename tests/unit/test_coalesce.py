@@ -1,4 +1,11 @@
-"""Write coalescing: what a loop pass sends a peer leaves in one write, in order, bounded."""
+"""Write coalescing: what a loop pass sends a peer leaves in one write, in order, bounded.
+
+The room pass (core/coalesce.py) puts one shared list in each member's cork;
+the tests after the framing ones drive the cases where a member must leave
+that list — another room's message in between, a reply, being excluded,
+joining or leaving mid-pass, a pass over its bounds, a paused socket — and
+check each peer's writes frame by frame.
+"""
 
 from __future__ import annotations
 
@@ -193,3 +200,201 @@ async def test_a_socket_that_breaks_in_the_flush_is_lost_and_the_others_still_ge
     assert fine.writes == [["1"]]
     assert not a.open and a.close_code == 1001  # gone, like a peer that went away
     assert a.send("2") is False
+
+
+# -- room passes ---------------------------------------------------------------
+
+
+def received(peer: CorkingPeer) -> list[str | bytes]:
+    return [text for write in peer.writes for text in write] + peer.sent
+
+
+async def members(node: Node, count: int, *rooms: str) -> list[tuple[Connection, CorkingPeer]]:
+    made = []
+    for _ in range(count):
+        peer = CorkingPeer()
+        conn = await idle(Connection(f"m{len(node.clients)}", peer, coalescer=node.coalescer))
+        node.connect(conn)
+        for room in rooms:
+            node.rooms.join(conn, room)
+        made.append((conn, peer))
+    await asyncio.sleep(0)
+    for _, peer in made:
+        peer.writes.clear()
+    return made
+
+
+def no_presence(node: Node, *rooms: str) -> None:
+    for room in rooms:
+        node.rooms.ensure(room)
+    node.rooms._policies.insert(0, type(node.rooms.policy_for("x"))(presence_events=False))
+
+
+async def test_a_burst_to_a_room_is_one_cork_entry_and_one_write_per_member():
+    node = Node()
+    no_presence(node)
+    crowd = await members(node, 50, "r")
+    frames = [f"m{n}" for n in range(40)]
+    for n, frame in enumerate(frames, 1):
+        assert node.deliver("r", frame, n) == 50  # every member counted
+    assert all(len(conn._cork or ()) == 1 for conn, _ in crowd)  # one shared entry each
+    await asyncio.sleep(0)
+    assert all(peer.writes == [frames] for _, peer in crowd)
+    room = node.rooms.get("r")
+    assert room.pending is not None and not room.pending.open  # the pass is over
+    node.deliver("r", "next", 41)
+    await asyncio.sleep(0)
+    assert all(peer.writes == [frames, ["next"]] for _, peer in crowd)
+
+
+async def test_a_member_of_two_rooms_gets_their_interleaved_messages_in_send_order():
+    node = Node()
+    no_presence(node)
+    both = await members(node, 3, "a", "b")
+    only_a = await members(node, 3, "a")
+    sent = []
+    for n in range(1, 6):
+        for room in ("a", "b"):
+            frame = f"{room}{n}"
+            node.deliver(room, frame, n)
+            sent.append(frame)
+    await asyncio.sleep(0)
+    for _, peer in both:
+        assert received(peer) == sent
+        assert len(peer.writes) == 1  # still one write for the whole pass
+    for _, peer in only_a:
+        assert received(peer) == [f for f in sent if f.startswith("a")]
+
+
+async def test_a_reply_between_two_room_messages_stays_between_them():
+    node = Node()
+    no_presence(node)
+    crowd = await members(node, 4, "r")
+    (conn, peer), others = crowd[0], crowd[1:]
+    node.deliver("r", "m1", 1)
+    conn.send("reply")
+    node.deliver("r", "m2", 2)
+    node.deliver("r", "m3", 3)
+    await asyncio.sleep(0)
+    assert received(peer) == ["m1", "reply", "m2", "m3"]
+    assert all(received(p) == ["m1", "m2", "m3"] for _, p in others)
+
+
+async def test_an_excluded_member_misses_only_the_messages_it_is_excluded_from():
+    node = Node()
+    no_presence(node)
+    crowd = await members(node, 4, "r")
+    (publisher, its_peer), others = crowd[0], crowd[1:]
+    assert node.deliver("r", "own1", 1, exclude=publisher.id) == 3
+    assert node.deliver("r", "other", 2) == 4
+    assert node.deliver("r", "own2", 3, exclude=publisher.id) == 3
+    node.deliver("r", "other2", 4)
+    await asyncio.sleep(0)
+    assert received(its_peer) == ["other", "other2"]
+    assert all(received(p) == ["own1", "other", "own2", "other2"] for _, p in others)
+
+
+async def test_joining_mid_pass_gets_what_follows_and_leaving_mid_pass_keeps_what_came_before():
+    node = Node()
+    no_presence(node)
+    crowd = await members(node, 3, "r")
+    (leaver, leaver_peer), stayers = crowd[0], crowd[1:]
+    node.deliver("r", "m1", 1)
+    joiner_peer = CorkingPeer()
+    joiner = await idle(Connection("late", joiner_peer, coalescer=node.coalescer))
+    node.connect(joiner)
+    # idle() yielded to the loop: m1's pass is over; make a new one and join in it.
+    node.deliver("r", "m2", 2)
+    node.rooms.join(joiner, "r")
+    node.deliver("r", "m3", 3)
+    node.rooms.leave(leaver, "r")
+    node.deliver("r", "m4", 4)
+    await asyncio.sleep(0)
+    assert received(joiner_peer) == ["m3", "m4"]
+    assert received(leaver_peer) == ["m1", "m2", "m3"]
+    assert all(received(p) == ["m1", "m2", "m3", "m4"] for _, p in stayers)
+
+
+async def test_a_pass_over_the_cork_bound_writes_more_than_once_and_loses_nothing():
+    node = Node()
+    no_presence(node)
+    crowd = await members(node, 5, "r")
+    frames = [f"m{n}" for n in range(CORK_MAX_FRAMES * 3 + 7)]
+    for n, frame in enumerate(frames, 1):
+        node.deliver("r", frame, n)
+    await asyncio.sleep(0)
+    for conn, peer in crowd:
+        assert received(peer) == frames
+        assert all(len(write) <= CORK_MAX_FRAMES for write in peer.writes)
+        assert conn.queued == 0
+
+
+async def test_a_member_whose_own_cork_fills_mid_pass_still_gets_the_rest_of_the_pass():
+    node = Node()
+    no_presence(node)
+    crowd = await members(node, 3, "r")
+    (busy, busy_peer), others = crowd[0], crowd[1:]
+    node.deliver("r", "m1", 1)
+    replies = [f"d{n}" for n in range(CORK_MAX_FRAMES)]
+    for reply in replies:
+        busy.send(reply)  # the cork fills and is written before the pass ends
+    node.deliver("r", "m2", 2)
+    await asyncio.sleep(0)
+    assert received(busy_peer) == ["m1", *replies, "m2"]
+    assert all(received(p) == ["m1", "m2"] for _, p in others)
+
+
+async def test_a_paused_member_takes_the_ordinary_path_and_the_others_are_untouched():
+    node = Node()
+    no_presence(node)
+    crowd = await members(node, 3, "r")
+    (paused, paused_peer), others = crowd[0], crowd[1:]
+    paused_peer.paused = True
+    for n in range(1, 4):
+        node.deliver("r", f"m{n}", n)
+    await asyncio.sleep(0)
+    node.deliver("r", "m4", 4)  # while m1-m3 wait for its writer: after them
+    for _ in range(20):
+        if len(paused_peer.sent) == 4:
+            break
+        await asyncio.sleep(0)
+    assert paused_peer.sent == ["m1", "m2", "m3", "m4"] and paused_peer.writes == []
+    assert all(received(p) == ["m1", "m2", "m3", "m4"] for _, p in others)
+    assert paused.frames_out == 4
+
+
+async def test_a_member_closed_mid_pass_gets_nothing_more_and_the_others_everything():
+    node = Node()
+    no_presence(node)
+    crowd = await members(node, 3, "r")
+    (gone, gone_peer), others = crowd[0], crowd[1:]
+    node.deliver("r", "m1", 1)
+    gone.close(1000)
+    node.deliver("r", "m2", 2)
+    await asyncio.sleep(0)
+    assert gone_peer.writes == []  # a close drops what was corked, as before
+    assert all(received(p) == ["m1", "m2"] for _, p in others)
+
+
+async def test_members_that_cannot_cork_get_every_message_beside_those_that_do():
+    class Plain(CorkingPeer):
+        coalesces = False
+
+    node = Node()
+    no_presence(node)
+    corking = await members(node, 2, "r")
+    plain_peer = Plain()
+    plain = await idle(Connection("plain", plain_peer, coalescer=node.coalescer))
+    node.connect(plain)
+    node.rooms.join(plain, "r")
+    lone = await members(node, 1, "solo")
+    (lone_conn, lone_peer) = lone[0]
+    for n in range(1, 4):
+        assert node.deliver("r", f"m{n}", n) == 3
+        # The lone member is excluded from its own room's messages: no pass is held.
+        assert node.deliver("solo", f"s{n}", n, exclude=lone_conn.id) == 0
+    node.deliver("solo", "s4", 4)
+    await asyncio.sleep(0)
+    assert [w for w in plain_peer.writes] == [["m1"], ["m2"], ["m3"]]  # one by one
+    assert all(received(p) == ["m1", "m2", "m3"] for _, p in corking)
+    assert received(lone_peer) == ["s4"]

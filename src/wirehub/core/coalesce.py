@@ -13,14 +13,34 @@ one go, several publishers), the fewer syscalls per delivery.
 
 One :class:`Coalescer` per node: the dirty list is a plain list (no task, no
 future per connection), scheduled at most once per pass.
+
+A room corks once, not once per member (:class:`RoomPass`): the first message
+a room fans out in a pass puts one shared list in every member's cork; the
+pass's later messages are appended to that list once, whatever the room's
+size, so a burst of k messages to N members costs N cork entries, not k * N.
+A member whose cork must take something else in between (a message of another
+room, a reply, being excluded from one message, leaving) *seals* its
+reference at the list's current length and takes the pass's later messages
+one by one, so every connection still gets its frames in the order they were
+sent.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-__all__ = ["Coalescer", "Corked"]
+if TYPE_CHECKING:
+    from wirehub.core.connection import Connection
+    from wirehub.core.outbound import Outbound
+
+__all__ = ["CORK_MAX_BYTES", "CORK_MAX_FRAMES", "Coalescer", "Corked", "RoomPass"]
+
+#: A cork (or a room pass) is flushed or closed when it holds this many frames
+#: or bytes: one pass that produces more for one peer writes more than once,
+#: and memory stays bounded.
+CORK_MAX_FRAMES = 256
+CORK_MAX_BYTES = 256 * 1024
 
 
 class Corked(Protocol):
@@ -36,7 +56,8 @@ class Coalescer:
 
     def __init__(self) -> None:
         self._dirty: list[Corked] = []
-        #: Passes that flushed something (a count for benches and tests).
+        #: Passes that flushed something: also the number of the pass under way
+        #: (a :class:`RoomPass` of an earlier number is over).
         self.flushes = 0
 
     def mark(self, conn: Corked) -> None:
@@ -52,6 +73,49 @@ class Coalescer:
         if not dirty:
             return
         self._dirty = []
-        self.flushes += 1
+        self.flushes += 1  # first: every room pass of the pass now ending is over
         for conn in dirty:
             conn.flush()
+
+
+class RoomPass:
+    """The messages one room fans out during one loop pass, held once by its members.
+
+    ``live`` members hold it at the end of their cork and get every message
+    appended to it without being touched; the ``outside`` members (they
+    sealed their reference, were excluded, joined mid-pass, or cannot cork)
+    get each later message by an ordinary send. The pass is open while its
+    loop pass lasts, some member holds it and it is under the cork bounds.
+    """
+
+    __slots__ = ("coalescer", "full", "live", "messages", "outside", "pass_no", "size")
+
+    def __init__(self, coalescer: Coalescer) -> None:
+        self.coalescer = coalescer
+        self.pass_no = coalescer.flushes
+        self.messages: list[Outbound] = []
+        self.size = 0
+        self.live = 0
+        self.outside: dict[str, Connection] = {}
+        self.full = False
+
+    def __repr__(self) -> str:
+        n, live, outside = len(self.messages), self.live, len(self.outside)
+        return f"<RoomPass {n} messages, {live} live, {outside} outside>"
+
+    @property
+    def current(self) -> bool:
+        """Whether this pass may still take messages (its loop pass lasts, under the bounds)."""
+        return not self.full and self.pass_no == self.coalescer.flushes
+
+    @property
+    def open(self) -> bool:
+        """Whether a message fanned out now may just be appended here (someone holds it)."""
+        return self.live > 0 and not self.full and self.pass_no == self.coalescer.flushes
+
+    def add(self, out: Outbound) -> None:
+        messages = self.messages
+        messages.append(out)
+        self.size += out.size
+        if len(messages) >= CORK_MAX_FRAMES or self.size >= CORK_MAX_BYTES:
+            self.full = True

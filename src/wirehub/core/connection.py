@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from wirehub.core.coalesce import Coalescer
+from wirehub.core.coalesce import CORK_MAX_BYTES, CORK_MAX_FRAMES, Coalescer, RoomPass
 from wirehub.core.outbound import Outbound
 from wirehub.core.protocol import CloseCode
 
@@ -40,10 +40,9 @@ __all__ = ["CORK_MAX_BYTES", "CORK_MAX_FRAMES", "Connection", "Transport"]
 
 logger = logging.getLogger("wirehub.connection")
 
-#: A cork is flushed at once when it holds this many frames or bytes (one pass
-#: that produces more for one peer writes more than once; memory stays bounded).
-CORK_MAX_FRAMES = 256
-CORK_MAX_BYTES = 256 * 1024
+#: One entry of a cork: a frame, a room's pass still taking messages (only ever
+#: the last entry), or a pass sealed at a length (what this peer takes of it).
+CorkEntry = Outbound | RoomPass | tuple[RoomPass, int]
 
 
 class Transport(Protocol):
@@ -96,6 +95,7 @@ class Connection:
         "_coalescer",
         "_cork",
         "_cork_bytes",
+        "_cork_frames",
         "_draining",
         "_idle",
         "_max_lag",
@@ -159,10 +159,11 @@ class Connection:
         self._queued_bytes = 0
         # What this pass corked (None: this transport does not coalesce).
         self._coalescer = coalescer
-        self._cork: list[Outbound] | None = (
+        self._cork: list[CorkEntry] | None = (
             [] if coalescer is not None and transport.coalesces else None
         )
         self._cork_bytes = 0
+        self._cork_frames = 0  # frames of the cork, but a live room pass's
         # Since when the peer has not taken what we gave it (None: it keeps up).
         self._blocked_since: float | None = None
         # Nothing queued, nothing pending, no writer running: a send may write at once.
@@ -196,7 +197,7 @@ class Connection:
 
     @property
     def queued(self) -> int:
-        return len(self._queue or ()) + len(self._cork or ())
+        return len(self._queue or ()) + len(_expand(self._cork or []))
 
     @property
     def queued_bytes(self) -> int:
@@ -268,11 +269,13 @@ class Connection:
         if self._idle:
             cork = self._cork
             if cork is not None:
-                if not cork:
-                    self._coalescer.mark(self)  # type: ignore[union-attr]
+                cork = self._ready(cork)
+                if cork is None:
+                    return False
                 cork.append(out)
                 self._cork_bytes += out.size
-                if len(cork) >= CORK_MAX_FRAMES or self._cork_bytes >= CORK_MAX_BYTES:
+                self._cork_frames += 1
+                if self._cork_frames >= CORK_MAX_FRAMES or self._cork_bytes >= CORK_MAX_BYTES:
                     self.flush()
                 return True
             if self._try_write(out):
@@ -280,6 +283,56 @@ class Connection:
                 self.bytes_out += out.size
                 return True
         return self._enqueue(out)
+
+    def hold(self, room_pass: RoomPass) -> bool:
+        """Take every message ``room_pass`` holds and will hold this pass, as one cork entry.
+
+        False when this peer cannot cork now (no raw writes, frames waiting for
+        the writer, closing): the room sends it each message instead.
+        """
+        cork = self._cork
+        if cork is None or not self._idle or self._closing:
+            return False
+        cork = self._ready(cork)
+        if cork is None:
+            return False
+        cork.append(room_pass)
+        room_pass.live += 1
+        return True
+
+    def _ready(self, cork: list[CorkEntry]) -> list[CorkEntry] | None:
+        """The cork, ready to take one more entry (None: the peer was lost in a flush).
+
+        Marks this peer dirty on its first entry of the pass, seals a live room
+        pass at the end, and writes what is there first when that reached the
+        bounds (the peer stays on the dirty list for the rest of the pass).
+        """
+        if not cork:
+            self._coalescer.mark(self)  # type: ignore[union-attr]
+            return cork
+        if cork[-1].__class__ is RoomPass:
+            self._seal(cork)
+            if self._cork_frames >= CORK_MAX_FRAMES or self._cork_bytes >= CORK_MAX_BYTES:
+                self.flush()
+                return None if self._closing else self._cork
+        return cork
+
+    def release(self, room_pass: RoomPass) -> None:
+        """Take no more of ``room_pass`` by reference (excluded from a message, leaving)."""
+        cork = self._cork
+        if cork and cork[-1] is room_pass:
+            self._seal(cork)
+
+    def _seal(self, cork: list[CorkEntry]) -> None:
+        """The last entry is a live room pass: keep what it holds now, take the rest one by one."""
+        room_pass: RoomPass = cork[-1]  # type: ignore[assignment]
+        taken = len(room_pass.messages)
+        cork[-1] = (room_pass, taken)
+        self._cork_bytes += room_pass.size
+        self._cork_frames += taken
+        room_pass.live -= 1
+        if room_pass.current:
+            room_pass.outside[self.id] = self
 
     def flush(self) -> None:
         """Write what this pass corked, in one write (the coalescer calls it once per pass).
@@ -291,21 +344,28 @@ class Connection:
         cork = self._cork
         if not cork:
             return
+        shared: list[Outbound] | None = None
+        if cork[-1].__class__ is RoomPass:
+            if len(cork) == 1:
+                # The room's own list: every member's write of it shares one set of frames.
+                shared = cork[0].messages  # type: ignore[union-attr]
+            self._seal(cork)
         self._cork = []
-        size, self._cork_bytes = self._cork_bytes, 0
+        size, self._cork_bytes, self._cork_frames = self._cork_bytes, 0, 0
         if self._closing:
             return
+        outs = _expand(cork) if shared is None else shared
         try:
-            written = self.transport.try_writelines(cork)
+            written = self.transport.try_writelines(outs)
         except Exception as exc:  # the socket broke under us: the peer is gone
             logger.debug("[%s] write failed: %r", self.id, exc)
             self.transport_lost()
             return
         if written:
-            self.frames_out += len(cork)
+            self.frames_out += len(outs)
             self.bytes_out += size
             return
-        for out in cork:
+        for out in list(outs):
             if self._closing:
                 return
             if self._idle and self._try_write(out):
@@ -317,7 +377,7 @@ class Connection:
     def _uncork(self) -> None:
         if self._cork:
             self._cork = []
-            self._cork_bytes = 0
+            self._cork_bytes = self._cork_frames = 0
 
     def _enqueue(self, out: Outbound) -> bool:
         size = out.size
@@ -407,3 +467,17 @@ class Connection:
             self.transport.abort()
         finally:
             self._set_closed()
+
+
+def _expand(cork: list[CorkEntry]) -> list[Outbound]:
+    """The frames a cork stands for, in order (a room pass: the messages this peer takes of it)."""
+    outs: list[Outbound] = []
+    for entry in cork:
+        if entry.__class__ is Outbound:
+            outs.append(entry)
+        elif entry.__class__ is RoomPass:
+            outs.extend(entry.messages)
+        else:
+            room_pass, end = entry  # type: ignore[misc]
+            outs.extend(room_pass.messages[:end])
+    return outs

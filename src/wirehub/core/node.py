@@ -87,6 +87,7 @@ class Node:
         #: One dirty list for every connection of this node: what a loop pass
         #: sends a peer leaves in one write at the end of the pass.
         self.coalescer = Coalescer()
+        self.rooms.coalescer = self.coalescer
         # Publishes under way, acked when the broker is done (bounded by MAX_PIPELINED).
         self._publishing = 0
         self.max_frame = max_frame

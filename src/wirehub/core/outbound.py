@@ -65,7 +65,7 @@ class Outbound:
         # The last batched frame that starts with this message: (its messages, frame).
         self._batch: tuple[list[Outbound], bytes] | None = None
         # The last write that starts with this message: (batching, its messages, frames).
-        self._lines: tuple[tuple[int, int] | None, list[Outbound], list[bytes]] | None = None
+        self._lines: tuple[tuple[int, int] | None, list[Outbound], int, list[bytes]] | None = None
         self._asgi: dict[str, Any] | None = None
         self._parsed: Any = _UNSET
         self._forms: dict[object, Any] | None = None
@@ -126,15 +126,22 @@ def frames_for(outs: list[Outbound], batch: tuple[int, int] | None) -> list[byte
     """The frames of one coalesced write of ``outs``: one per message, or batched.
 
     Every member of a room is sent the same messages in a pass, so the same
-    list: it is built for the first member and found again for the others by
-    an identity compare of the messages (a C loop, no Python per message).
+    list — most often the room pass's own list, found again by identity and
+    length (it only grows), else by an identity compare of the messages (a C
+    loop, no Python per message). Built for the first member, kept on the
+    first message.
     """
     first = outs[0]
     cached = first._lines
-    if cached is not None and cached[0] == batch and cached[1] == outs:
-        return cached[2]
+    if (
+        cached is not None
+        and cached[0] == batch
+        and cached[2] == len(outs)
+        and (cached[1] is outs or cached[1] == outs)
+    ):
+        return cached[3]
     frames = [out.ws_frame for out in outs] if batch is None else batch_frames(outs, *batch)
-    first._lines = (batch, outs, frames)
+    first._lines = (batch, outs, len(outs), frames)
     return frames
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
+from wirehub.core.coalesce import Coalescer, RoomPass
 from wirehub.core.connection import Connection
 from wirehub.core.history import History, Replay
 from wirehub.core.outbound import Outbound
@@ -81,6 +82,8 @@ class Room:
     idle_since: float = 0.0
     #: The registry's idle queue holding this room while it has no members.
     idle_in: OrderedDict[str, Room] | None = field(default=None, repr=False, compare=False)
+    #: What this room fanned out during the current loop pass, held by its members.
+    pending: RoomPass | None = field(default=None, repr=False, compare=False)
 
     @property
     def offset(self) -> int:
@@ -134,6 +137,9 @@ class RoomRegistry:
         self.deliveries = 0
         self.bytes_out = 0
         self.published = 0
+        #: The node's dirty list: with it a room corks each pass's messages once for
+        #: all its members (core/coalesce.py); without it each member is sent each.
+        self.coalescer: Coalescer | None = None
         #: Told of membership changes (the node's broker: a distributed one keeps
         #: presence and subscriptions by them); never called per message.
         self.observer: RoomObserver | None = None
@@ -205,6 +211,9 @@ class RoomRegistry:
             self._unfile_idle(room)
         room.members[conn.id] = conn
         conn.rooms.add(name)
+        pending = room.pending
+        if pending is not None and pending.current:
+            pending.outside[conn.id] = conn  # the pass's later messages, one by one
         if self.observer is not None:
             self.observer.joined(name, conn, first)
         return room, True
@@ -215,6 +224,10 @@ class RoomRegistry:
         if room is None or room.members.get(conn.id) is not conn:
             return False
         del room.members[conn.id]
+        pending = room.pending
+        if pending is not None:
+            conn.release(pending)  # keeps what it was sent, takes no more
+            pending.outside.pop(conn.id, None)
         if not room.members:
             self._file_idle(room, time.time())
         elif room.presence_events():
@@ -286,13 +299,64 @@ class RoomRegistry:
     def _fanout(self, room: Room, frame: str | Outbound, *, exclude: str | None) -> int:
         # One envelope for every member: each transport form is built once.
         out = frame if isinstance(frame, Outbound) else Outbound(frame)
+        pending = room.pending
+        if pending is not None and pending.open:
+            sent = self._fanout_more(room, pending, out, exclude)
+        elif self.coalescer is not None:
+            sent = self._fanout_first(room, out, exclude, self.coalescer)
+        else:
+            sent = 0
+            # Copy: a slow consumer closed by send() leaves the room via the hub.
+            for client_id, conn in list(room.members.items()):
+                if client_id != exclude and conn.send(out):
+                    sent += 1
+        self.deliveries += sent
+        self.bytes_out += sent * out.size
+        return sent
+
+    def _fanout_first(
+        self, room: Room, out: Outbound, exclude: str | None, coalescer: Coalescer
+    ) -> int:
+        """The room's first message of this pass: every member that can cork holds a new pass."""
+        pending = room.pending = RoomPass(coalescer)
+        pending.add(out)
+        rest: list[tuple[str, Connection]] = []
         sent = 0
         # Copy: a slow consumer closed by send() leaves the room via the hub.
         for client_id, conn in list(room.members.items()):
-            if client_id != exclude and conn.send(out):
+            if client_id == exclude:
+                rest.append((client_id, conn))
+            elif conn.hold(pending):
                 sent += 1
-        self.deliveries += sent
-        self.bytes_out += sent * out.size
+            else:
+                rest.append((client_id, conn))
+                if conn.send(out):
+                    sent += 1
+        if pending.live:
+            members = room.members
+            outside = pending.outside
+            for client_id, conn in rest:
+                if members.get(client_id) is conn:
+                    outside[client_id] = conn
+        else:
+            room.pending = None  # nobody corks: later messages go member by member
+        return sent
+
+    def _fanout_more(
+        self, room: Room, pending: RoomPass, out: Outbound, exclude: str | None
+    ) -> int:
+        """A later message of the pass: appended once for every holder, sent to the rest."""
+        if exclude is not None:
+            excluded = room.members.get(exclude)
+            if excluded is not None:
+                excluded.release(pending)
+        pending.add(out)
+        sent = pending.live
+        outside = pending.outside
+        if outside:
+            for client_id, conn in list(outside.items()):
+                if client_id != exclude and conn.send(out):
+                    sent += 1
         return sent
 
     # -- idle rooms and housekeeping ---------------------------------------
