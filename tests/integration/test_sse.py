@@ -390,12 +390,13 @@ async def test_a_finished_job_whose_room_kept_nothing_ends_with_its_record(hub_s
 
 async def test_a_stream_ends_at_its_token_expiry(hub_server, sse):
     running = await hub_server(auth=jwt_auth(expiry_warning=0.5, expiry_grace=0.2))
-    exp = time.time() + 1.0
+    # Room for a slow machine to connect before the token expires (a 401 otherwise).
+    exp = time.time() + 3.0
     stream = await sse(running, f"/api/rooms/a/events?token={token('alice', exp=exp, rooms=['a'])}")
     await stream.expect("joined")
-    _, warned = await stream.expect("token.expiring", timeout=3)
+    _, warned = await stream.expect("token.expiring", timeout=5)
     assert warned["exp"] == pytest.approx(exp)
-    rest = await stream.ended(timeout=3)
+    rest = await stream.ended(timeout=5)
     assert [e.event for e in rest] == ["close"]
     assert orjson.loads(rest[0].data) == {"type": "close", "code": 4401, "reason": "token expired"}
     assert "alice" not in running.hub.node.clients

@@ -18,25 +18,28 @@ def b(text: str) -> bytes:
     return text.encode()
 
 
-def test_a_room_message_round_trips_with_and_without_exclude():
-    got = wire.decode(b(wire.message("node-1", "alice", 3, FRAME)))
-    assert (got.kind, got.node, got.exclude, got.offset, got.frame) == (
-        "M",
-        "node-1",
-        "alice",
-        3,
-        FRAME,
-    )
-    assert wire.decode(b(wire.message("n", None, 4, "{}"))).exclude is None
+def test_a_batch_of_room_messages_round_trips_with_and_without_exclude():
+    multibyte = "{\"type\":\"message\",\"data\":\"caf\u00e9 \U0001f600\\\\t\",\"offset\":5}"
+    sent = [("alice", 3, FRAME), (None, 4, "{}"), ("b\u00e9", 5, multibyte)]
+    got = wire.decode(b(wire.messages("node-1", sent)))
+    assert (got.kind, got.node) == ("Z", "node-1")
+    assert wire.records(got.body) == sent
 
 
-def test_the_publish_script_appends_offset_and_frame_to_the_same_prefix():
-    # What the Lua script sends: ARGV[4] .. off .. '\t' .. frame.
-    assert "ARGV[4] .. off .. '\\t' .. frame" in PUBLISH_SCRIPT
-    line = wire.message_prefix("n2", "bob") + "17\t" + FRAME
-    assert line == wire.message("n2", "bob", 17, FRAME)
-    got = wire.decode(b(line))
-    assert (got.node, got.exclude, got.offset, got.frame) == ("n2", "bob", 17, FRAME)
+def test_a_truncated_batch_is_refused_whole():
+    line = b(wire.messages("n", [(None, 1, FRAME), (None, 2, FRAME)]))
+    body = wire.decode(line).body
+    for cut in (1, 5, len(FRAME) // 2):
+        with pytest.raises(ValueError):
+            wire.records(body[:-cut])
+
+
+def test_the_publish_script_builds_the_records_the_decoder_reads():
+    # What the Lua script sends per message: exclude, offset, byte length, frame.
+    assert "ARGV[a + 4] .. '\\t' .. off .. '\\t' .. #frame .. '\\t' .. frame" in PUBLISH_SCRIPT
+    assert "'Z\\t' .. node .. '\\t' .. table.concat(lines[channel])" in PUBLISH_SCRIPT
+    line = "Z\tn2\t" + f"bob\t17\t{len(FRAME)}\t{FRAME}" + "\t18\t2\t{}"
+    assert line == wire.messages("n2", [("bob", 17, FRAME), (None, 18, "{}")])
 
 
 @pytest.mark.parametrize(

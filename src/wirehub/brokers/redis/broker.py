@@ -87,6 +87,8 @@ class RoomSync:
     #: The room's outage marker as this node last knew it (``P:room:R:gap``): a
     #: higher one after a reconnect means some node delivered messages locally.
     marker: int = 0
+    #: What each publish to the room sends the script (publishing.py ``_room_args``).
+    publish_args: tuple[str, str, int, int, str] | None = field(default=None, repr=False)
 
 
 class RedisBroker(Publishing, Queries, Session):
@@ -135,8 +137,10 @@ class RedisBroker(Publishing, Queries, Session):
             retry=Retry(NoBackoff(), 0),
         )
         self._redis = aioredis.Redis.from_pool(pool)
-        #: The publish script, pipelined: the calls of one loop pass share a round trip.
-        self._publish = ScriptBatcher(self._redis, self._redis.register_script(PUBLISH_SCRIPT))
+        #: The publish script, batched: the publishes of one loop pass share one call.
+        self._publish = ScriptBatcher(
+            self._redis.register_script(PUBLISH_SCRIPT), lambda: [self.node_id]
+        )
         self._set_max = self._redis.register_script(SET_MAX_SCRIPT)
         self._rooms: dict[str, RoomSync] = {}
         self._by_channel: dict[bytes, RoomSync] = {}
@@ -247,10 +251,11 @@ class RedisBroker(Publishing, Queries, Session):
     def _on_message(self, message: dict[str, Any]) -> None:
         msg = wire.decode(message["data"])
         kind, local = msg.kind, self.local
-        if kind == "M":
+        if kind == "Z":
             st = self._by_channel.get(message["channel"])
             if st is not None and msg.node != self.node_id:  # our own: applied already
-                self._apply(st, msg.offset, msg.frame, msg.exclude)
+                for exclude, offset, frame in wire.records(msg.body):
+                    self._apply(st, offset, frame, exclude)
         elif kind == "P":
             st = self._by_channel.get(message["channel"])
             if st is None or msg.node == self.node_id:

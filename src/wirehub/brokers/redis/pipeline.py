@@ -1,16 +1,19 @@
-"""Publishes to Redis in one pipeline per loop pass: one round trip for many messages.
+"""Publishes to Redis in one script call per loop pass: one round trip for many messages.
 
-Each publish is one call of the publish script. Awaited one by one, a node
-pays a round trip per message, and a reader that publishes a burst waits for
-each before it reads the next (so the burst's deliveries cannot share writes,
-core/coalesce.py). :class:`ScriptBatcher` queues the calls made during one
-pass and sends them as one non-transactional pipeline; while it is in flight
-the next calls queue for the following one. Only one pipeline is in flight at
-a time, so the script runs in call order — the order offsets are given in.
+Awaited one by one, a node pays a round trip per message, and a reader that
+publishes a burst waits for each before it reads the next (so the burst's
+deliveries cannot share writes, core/coalesce.py). :class:`ScriptBatcher`
+queues the publishes made during one pass and sends them as **one** call of
+the publish script (scripts.py), which takes them all and answers one result
+each: one command to encode and one reply to read per pass, where a pipeline
+of one call per publish costs redis-py a command, a reply read and a timeout
+per message. The script publishes each room's messages of the batch as one
+pub/sub message too, so every node reads one message per room and batch.
 
-``EVALSHA`` is sent directly (the script is loaded once, and again if Redis
-answers ``NOSCRIPT``): redis-py's own pipeline script support asks ``SCRIPT
-EXISTS`` on every execute, one more round trip each time.
+While a call is in flight the next publishes queue for the following one.
+Only one call is in flight at a time, so batches run in submit order — the
+order offsets are given in. A script call is atomic: its publishes succeed or
+fail together (a connection error, a Redis error), and each ``done`` is told.
 """
 
 from __future__ import annotations
@@ -20,35 +23,36 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
 
-__all__ = ["ScriptBatcher"]
+__all__ = ["MAX_BATCH", "ScriptBatcher"]
 
 logger = logging.getLogger("wirehub.redis")
 
-#: At most this many calls share one pipeline (the rest take the next one).
-MAX_PIPELINE = 512
+#: At most this many publishes share one script call (the rest take the next one).
+MAX_BATCH = 512
 
 
 Done = Callable[[Any], None]
 
 
 class ScriptBatcher:
-    """``submit(keys, args, done)``: a script call, pipelined with its pass's others.
+    """``submit(keys, args, done)``: one publish, sent with its pass's others in one call.
 
-    ``done`` gets the script's answer, or the exception it raised (a connection
-    error, a Redis error), called in submit order. No task or future per call.
+    Every publish brings the same number of ``keys`` and ``args``; the call
+    gets ``head_args()`` first (this node's id: known once the broker is
+    attached), then each publish's keys and args in order.
+    ``done`` gets that publish's answer, or the exception the call raised,
+    called in submit order. No task or future per publish.
     """
 
-    def __init__(self, redis: Redis, script: AsyncScript) -> None:
-        self._redis = redis
+    def __init__(self, script: AsyncScript, head_args: Callable[[], list[Any]]) -> None:
         self._script = script
+        self._head_args = head_args
         self._queued: list[tuple[list[Any], list[Any], Done]] = []
         self._running = False
-        #: Pipelines sent, and calls they carried (a bench reads their ratio).
-        self.pipelines = 0
+        #: Script calls sent, and publishes they carried (a bench reads their ratio).
+        self.batches = 0
         self.calls = 0
 
     def submit(self, keys: list[Any], args: list[Any], done: Done) -> None:
@@ -61,35 +65,34 @@ class ScriptBatcher:
     async def _drain(self) -> None:
         try:
             while self._queued:
-                batch = self._queued[:MAX_PIPELINE]
-                del self._queued[:MAX_PIPELINE]
+                batch = self._queued[:MAX_BATCH]
+                del self._queued[:MAX_BATCH]
                 await self._send(batch)
         finally:
             self._running = False
 
     async def _send(self, batch: list[tuple[list[Any], list[Any], Done]]) -> None:
-        self.pipelines += 1
+        self.batches += 1
         self.calls += len(batch)
-        script = self._script  # its sha is computed locally; NOSCRIPT loads it (below)
-        pipe = self._redis.pipeline(transaction=False)
-        for keys, args, _ in batch:
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
+        keys: list[Any] = []
+        args: list[Any] = self._head_args()
+        for call_keys, call_args, _ in batch:
+            keys += call_keys
+            args += call_args
         try:
-            results: list[Any] = await pipe.execute(raise_on_error=False)
+            # AsyncScript runs EVALSHA and loads the script on NOSCRIPT (a
+            # restarted Redis, SCRIPT FLUSH): no SCRIPT EXISTS round trip.
+            results: list[Any] = await self._script(keys=keys, args=args)
         except asyncio.CancelledError as stopped:  # the hub is stopping
             for *_, done in batch:
                 _call(done, stopped)
             raise
-        except Exception as exc:  # the connection failed: every call of it did
+        except Exception as exc:  # the connection or the call failed: every publish of it did
             results = [exc] * len(batch)
-        for (keys, args, done), result in zip(batch, results, strict=True):
-            if isinstance(result, NoScriptError):
-                # Redis lost its scripts (a restart, SCRIPT FLUSH): this call loads
-                # it again; the calls after it in the batch wait for it, in order.
-                try:
-                    result = await script(keys=keys, args=args)
-                except Exception as exc:
-                    result = exc
+        if len(results) != len(batch):  # cannot happen with our script; never lose a done
+            results = [RuntimeError(f"publish script answered {len(results)} of {len(batch)}")]
+            results *= len(batch)
+        for (*_, done), result in zip(batch, results, strict=True):
             _call(done, result)
 
 

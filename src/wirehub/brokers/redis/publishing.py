@@ -17,7 +17,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from wirehub.brokers.keys import Keys
-from wirehub.brokers.redis import wire
 from wirehub.brokers.redis.pipeline import ScriptBatcher
 from wirehub.brokers.redis.session import FAILURES
 from wirehub.core.idempotency import KeyTable
@@ -95,24 +94,34 @@ class Publishing:
         if not self._connected:
             done(self._publish_locally(room, head, exclude, idempotency_key))
             return
-        policy = self.local.policy_for(room)
-        keys = [self.keys.offset(room), self.keys.stream(room)]
-        args: list[Any] = [
-            head,
-            policy.history_size,
-            self._ttl_ms(room),
-            wire.message_prefix(self.node_id, exclude),
-            exclude or "",
-            self.keys.room_channel(room),
-        ]
-        if idempotency_key is not None:
-            keys.append(self.keys.idempotency(room, idempotency_key))
-            args.append(self._idem_ms)
+        offset_key, stream_key, maxlen, ttl_ms, channel = self._room_args(room)
+        idem = "" if idempotency_key is None else self.keys.idempotency(room, idempotency_key)
         self._publish.submit(
-            keys,
-            args,
+            [offset_key, stream_key, idem],
+            [head, maxlen, ttl_ms, exclude or "", channel, self._idem_ms],
             functools.partial(self._published, room, head, exclude, idempotency_key, done),
         )
+
+    def _room_args(self, room: str) -> tuple[str, str, int, int, str]:
+        """What every publish to ``room`` sends the script: its keys, history bounds, channel.
+
+        Kept on the room's sync state while this node follows the room (one
+        lookup per publish, not a policy match and three key formats).
+        """
+        st = self._rooms.get(room)
+        if st is not None and st.publish_args is not None:
+            return st.publish_args
+        policy = self.local.policy_for(room)
+        found = (
+            self.keys.offset(room),
+            self.keys.stream(room),
+            policy.history_size,
+            self._ttl_ms(room),
+            self.keys.room_channel(room),
+        )
+        if st is not None:
+            st.publish_args = found
+        return found
 
     def _published(
         self,

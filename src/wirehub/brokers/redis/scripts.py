@@ -4,38 +4,64 @@ from __future__ import annotations
 
 __all__ = ["DELETE_IF_SCRIPT", "PUBLISH_SCRIPT", "SET_MAX_SCRIPT"]
 
-# KEYS: offset, stream[, idempotency key]. ARGV: frame head (ends with
-# '"offset":'), maxlen, ttl ms, the M line's prefix (wire.message_prefix),
-# exclude, channel[, idempotency window ms]. Returns the new offset, or minus the
-# first offset when the idempotency key is already there (nothing published):
-# the check and the INCR are one atomic step, so racing nodes make one message.
+# One call publishes a batch: every publish of one loop pass on this node.
+# KEYS, three per publish: offset, stream, idempotency key ('' for none).
+# ARGV[1]: this node's id; then six per publish: frame head (ends with
+# '"offset":'), maxlen, ttl ms, exclude ('' for none), channel, idempotency
+# window ms. Returns one answer per publish, in order: the new offset, or minus
+# the first offset when its idempotency key is already there (nothing
+# published): the check and the INCR are one atomic step, so racing nodes make
+# one message. Each room's messages of the batch leave in one PUBLISH, a
+# ``Z`` line (wire.py): one pub/sub message per room and batch, not per message.
 PUBLISH_SCRIPT = """
-local idem = KEYS[3]
-if idem then
-  local first = redis.call('GET', idem)
-  if first then return -tonumber(first) end
-end
-local off = redis.call('INCR', KEYS[1])
-if idem then redis.call('SET', idem, off, 'PX', ARGV[7]) end
-local frame = ARGV[1] .. off .. '}'
-local maxlen = tonumber(ARGV[2])
-if maxlen > 0 then
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  local cutoff = now - tonumber(ARGV[3])
-  redis.pcall('XADD', KEYS[2], 'MAXLEN', maxlen, off .. '-0', 't', now, 'x', ARGV[5], 'f', frame)
-  local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1]
-  if oldest and tonumber(oldest[2][2]) < cutoff then
-    local keep = off .. '-0'
-    for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 256)) do
-      if tonumber(e[2][2]) >= cutoff then keep = e[1]; break end
+local node = ARGV[1]
+local answers, lines, channels = {}, {}, {}
+local now
+for i = 0, #KEYS / 3 - 1 do
+  local k, a = i * 3, 1 + i * 6
+  local idem = KEYS[k + 3]
+  local first = false
+  if idem ~= '' then first = redis.call('GET', idem) end
+  if first then
+    answers[i + 1] = -tonumber(first)
+  else
+    local off = redis.call('INCR', KEYS[k + 1])
+    if idem ~= '' then redis.call('SET', idem, off, 'PX', ARGV[a + 6]) end
+    local frame = ARGV[a + 1] .. off .. '}'
+    local maxlen = tonumber(ARGV[a + 2])
+    if maxlen > 0 then
+      local stream, ttl, x = KEYS[k + 2], tonumber(ARGV[a + 3]), ARGV[a + 4]
+      if not now then
+        local t = redis.call('TIME')
+        now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+      end
+      local cutoff = now - ttl
+      redis.pcall('XADD', stream, 'MAXLEN', maxlen, off .. '-0', 't', now, 'x', x, 'f', frame)
+      local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
+      if oldest and tonumber(oldest[2][2]) < cutoff then
+        local keep = off .. '-0'
+        for _, e in ipairs(redis.call('XRANGE', stream, '-', '+', 'COUNT', 256)) do
+          if tonumber(e[2][2]) >= cutoff then keep = e[1]; break end
+        end
+        redis.call('XTRIM', stream, 'MINID', keep)
+      end
+      redis.call('PEXPIRE', stream, ttl)
     end
-    redis.call('XTRIM', KEYS[2], 'MINID', keep)
+    local channel = ARGV[a + 5]
+    local recs = lines[channel]
+    if not recs then
+      recs = {}
+      lines[channel] = recs
+      channels[#channels + 1] = channel
+    end
+    recs[#recs + 1] = ARGV[a + 4] .. '\\t' .. off .. '\\t' .. #frame .. '\\t' .. frame
+    answers[i + 1] = off
   end
-  redis.call('PEXPIRE', KEYS[2], ARGV[3])
 end
-redis.call('PUBLISH', ARGV[6], ARGV[4] .. off .. '\\t' .. frame)
-return off
+for _, channel in ipairs(channels) do
+  redis.call('PUBLISH', channel, 'Z\\t' .. node .. '\\t' .. table.concat(lines[channel]))
+end
+return answers
 """
 
 # Delete a hash field only if it still names this node (a client may have moved).

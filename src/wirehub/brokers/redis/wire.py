@@ -3,8 +3,11 @@
 Every message a node publishes to another is one tab-separated line; its first
 byte says what it is. Encoded frames go last, so they may hold any byte::
 
-    M <node> <exclude> <offset> <frame>   a sequenced room message (the publish script
-                                          appends ``<offset> <frame>`` to message_prefix)
+    Z <node> <records>                    the sequenced messages of one room from one
+                                          publish batch (the publish script builds it):
+                                          per message ``<exclude> <offset> <size> <frame>``,
+                                          ``<size>`` the frame's length in bytes, the
+                                          frame's bytes then the next record, no separator
     P <node> <frame>                      a presence event (node empty: a reaped node's)
     G <node> <marker> <frame>             a gap notice after an outage, with its marker
     D <client> <frame>                    a direct frame for one client of the node
@@ -12,7 +15,8 @@ byte says what it is. Encoded frames go last, so they may hold any byte::
     B <node> <frame>                      a frame for every client of every node
     R <node> <json>                       a token revocation (redis/revocations.py)
 
-``<node>`` is the sender, so each node drops its own echo.
+``<node>`` is the sender, so each node drops its own echo (for a ``Z`` batch,
+after reading its first two fields only).
 """
 
 from __future__ import annotations
@@ -26,9 +30,9 @@ __all__ = [
     "direct",
     "gap",
     "kick",
-    "message",
-    "message_prefix",
+    "messages",
     "presence",
+    "records",
     "revocation",
 ]
 
@@ -37,7 +41,10 @@ _TAB = "\t"
 
 @dataclass(frozen=True, slots=True)
 class Inbound:
-    """One decoded channel message; only the fields of its ``kind`` are set."""
+    """One decoded channel message; only the fields of its ``kind`` are set.
+
+    ``body``: a revocation's JSON, or a ``Z`` batch's undecoded records.
+    """
 
     kind: str
     node: str = ""
@@ -49,13 +56,34 @@ class Inbound:
     body: bytes = b""
 
 
-def message_prefix(node: str, exclude: str | None) -> str:
-    """What precedes ``<offset>\\t<frame>`` in an ``M`` line (the Lua script appends them)."""
-    return f"M\t{node}\t{exclude or ''}\t"
+def messages(node: str, records: list[tuple[str | None, int, str]]) -> str:
+    """A ``Z`` line: what the publish script sends for one room's messages of one batch."""
+    body = "".join(
+        f"{exclude or ''}\t{offset}\t{len(frame.encode())}\t{frame}"
+        for exclude, offset, frame in records
+    )
+    return f"Z\t{node}\t{body}"
 
 
-def message(node: str, exclude: str | None, offset: int, frame: str) -> str:
-    return f"{message_prefix(node, exclude)}{offset}\t{frame}"
+def records(body: bytes) -> list[tuple[str | None, int, str]]:
+    """The ``(exclude, offset, frame)`` records of a ``Z`` line's body, in order.
+
+    ValueError for a truncated or malformed body (nothing of it is returned).
+    """
+    found: list[tuple[str | None, int, str]] = []
+    at, end = 0, len(body)
+    while at < end:
+        tab1 = body.index(b"\t", at)
+        tab2 = body.index(b"\t", tab1 + 1)
+        tab3 = body.index(b"\t", tab2 + 1)
+        size = int(body[tab2 + 1 : tab3])
+        start = tab3 + 1
+        if size < 0 or start + size > end:
+            raise ValueError("truncated Z record")
+        exclude = body[at:tab1].decode() or None
+        found.append((exclude, int(body[tab1 + 1 : tab2]), body[start : start + size].decode()))
+        at = start + size
+    return found
 
 
 def presence(node: str, frame: str) -> str:
@@ -85,9 +113,9 @@ def revocation(node: str, body: bytes) -> bytes:
 def decode(data: bytes) -> Inbound:
     """Parse one channel message; ValueError for an unknown or truncated one."""
     tag = data[:1]
-    if tag == b"M":
-        _, node, exclude, offset, frame = data.split(b"\t", 4)
-        return Inbound("M", node.decode(), frame.decode(), int(offset), exclude.decode() or None)
+    if tag == b"Z":
+        _, node, body = data.split(b"\t", 2)
+        return Inbound("Z", node.decode(), body=body)  # records(body): only if not our own
     if tag == b"P":
         _, node, frame = data.split(b"\t", 2)
         return Inbound("P", node.decode(), frame.decode())
