@@ -19,7 +19,7 @@ def b(text: str) -> bytes:
 
 
 def test_a_batch_of_room_messages_round_trips_with_and_without_exclude():
-    multibyte = "{\"type\":\"message\",\"data\":\"caf\u00e9 \U0001f600\\\\t\",\"offset\":5}"
+    multibyte = '{"type":"message","data":"caf\u00e9 \U0001f600\\\\t","offset":5}'
     sent = [("alice", 3, FRAME), (None, 4, "{}"), ("b\u00e9", 5, multibyte)]
     got = wire.decode(b(wire.messages("node-1", sent)))
     assert (got.kind, got.node) == ("Z", "node-1")
