@@ -124,7 +124,7 @@ async def fanout_phase(
         await pub.start()
         await pub.expect("ready", 30)
         await asyncio.sleep(0.5)  # let presence fan-out from the joins settle
-        if bench.spy_dir is not None and window:
+        if bench.spy_dir is not None:
             out = bench.spy_dir / f"{tag}-{kind}.txt"
             spy = SpySession(nodes[0], out, bench.pinning)
             await spy.start()

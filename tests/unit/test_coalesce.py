@@ -190,6 +190,9 @@ async def test_a_socket_that_breaks_in_the_flush_is_lost_and_the_others_still_ge
         def try_writelines(self, outs: list[Outbound]) -> bool:
             raise ConnectionResetError("reset by peer")
 
+        def try_write(self, out: Outbound) -> bool:
+            raise ConnectionResetError("reset by peer")
+
     coalescer = Coalescer()
     broken, fine = Broken(), CorkingPeer()
     a = await idle(Connection("a", broken, coalescer=coalescer))

@@ -344,19 +344,31 @@ class Connection:
         cork = self._cork
         if not cork:
             return
-        shared: list[Outbound] | None = None
-        if cork[-1].__class__ is RoomPass:
-            if len(cork) == 1:
-                # The room's own list: every member's write of it shares one set of frames.
-                shared = cork[0].messages  # type: ignore[union-attr]
+        last = cork[-1]
+        if last.__class__ is RoomPass:
+            if len(cork) == 1 and not last.current:
+                # The end of the pass, one room's messages (the common case): the
+                # room's own list, whose frames every member's write shares.
+                outs: list[Outbound] = last.messages
+                size = last.size
+                self._cork = []
+                self._cork_bytes = self._cork_frames = 0
+                if not self._closing:
+                    self._write_corked(outs, size)
+                return
             self._seal(cork)
         self._cork = []
         size, self._cork_bytes, self._cork_frames = self._cork_bytes, 0, 0
-        if self._closing:
-            return
-        outs = _expand(cork) if shared is None else shared
+        if not self._closing:
+            self._write_corked(_expand(cork), size)
+
+    def _write_corked(self, outs: list[Outbound], size: int) -> None:
         try:
-            written = self.transport.try_writelines(outs)
+            if len(outs) == 1:
+                # Nothing to coalesce (one message this pass): the frame-once write.
+                written = self._try_write(outs[0])
+            else:
+                written = self.transport.try_writelines(outs)
         except Exception as exc:  # the socket broke under us: the peer is gone
             logger.debug("[%s] write failed: %r", self.id, exc)
             self.transport_lost()

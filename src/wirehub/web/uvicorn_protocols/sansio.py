@@ -395,14 +395,21 @@ class RawSendProtocol(WirehubWebSocketProtocol):
             extensions[EXTENSION] = self.write_frame
             extensions[EXTENSION_MANY] = self.write_frames
 
+    #: The handshake is done and negotiated no extension (both final once true).
+    _raw_plain = False
+
     def _raw_ok(self) -> bool:
-        return not (
-            not self.handshake_complete
-            or self.close_sent
-            or not self.writable.is_set()
-            or self.conn.state is not State.OPEN
-            or self.conn.extensions
-            or self.transport.is_closing()
+        # Called once per write of every delivery: the facts that cannot change
+        # once true are checked until they are, then only the ones that can.
+        if not self._raw_plain:
+            if not self.handshake_complete or self.conn.extensions:
+                return False
+            self._raw_plain = True
+        return (
+            self.writable.is_set()
+            and not self.close_sent
+            and self.conn.state is State.OPEN
+            and not self.transport.is_closing()
         )
 
     def write_frame(self, frame: bytes) -> bool:
