@@ -227,6 +227,13 @@ async def members(node: Node, count: int, *rooms: str) -> list[tuple[Connection,
     return made
 
 
+async def room_of(count: int) -> tuple[Node, list[tuple[Connection, CorkingPeer]]]:
+    """A node whose room ``r`` has ``count`` corking members (no presence events)."""
+    node = Node()
+    no_presence(node)
+    return node, await members(node, count, "r")
+
+
 def no_presence(node: Node, *rooms: str) -> None:
     for room in rooms:
         node.rooms.ensure(room)
@@ -298,9 +305,7 @@ async def test_an_excluded_member_misses_only_the_messages_it_is_excluded_from()
 
 
 async def test_joining_mid_pass_gets_what_follows_and_leaving_mid_pass_keeps_what_came_before():
-    node = Node()
-    no_presence(node)
-    crowd = await members(node, 3, "r")
+    node, crowd = await room_of(3)
     (leaver, leaver_peer), stayers = crowd[0], crowd[1:]
     node.deliver("r", "m1", 1)
     joiner_peer = CorkingPeer()
@@ -333,9 +338,7 @@ async def test_a_pass_over_the_cork_bound_writes_more_than_once_and_loses_nothin
 
 
 async def test_a_member_whose_own_cork_fills_mid_pass_still_gets_the_rest_of_the_pass():
-    node = Node()
-    no_presence(node)
-    crowd = await members(node, 3, "r")
+    node, crowd = await room_of(3)
     (busy, busy_peer), others = crowd[0], crowd[1:]
     node.deliver("r", "m1", 1)
     replies = [f"d{n}" for n in range(CORK_MAX_FRAMES)]
@@ -348,9 +351,7 @@ async def test_a_member_whose_own_cork_fills_mid_pass_still_gets_the_rest_of_the
 
 
 async def test_a_paused_member_takes_the_ordinary_path_and_the_others_are_untouched():
-    node = Node()
-    no_presence(node)
-    crowd = await members(node, 3, "r")
+    node, crowd = await room_of(3)
     (paused, paused_peer), others = crowd[0], crowd[1:]
     paused_peer.paused = True
     for n in range(1, 4):
@@ -367,9 +368,7 @@ async def test_a_paused_member_takes_the_ordinary_path_and_the_others_are_untouc
 
 
 async def test_a_member_closed_mid_pass_gets_nothing_more_and_the_others_everything():
-    node = Node()
-    no_presence(node)
-    crowd = await members(node, 3, "r")
+    node, crowd = await room_of(3)
     (gone, gone_peer), others = crowd[0], crowd[1:]
     node.deliver("r", "m1", 1)
     gone.close(1000)

@@ -12,7 +12,9 @@ does not grow. The more messages a pass produces (a publisher's burst read in
 one go, several publishers), the fewer syscalls per delivery.
 
 One :class:`Coalescer` per node: the dirty list is a plain list (no task, no
-future per connection), scheduled at most once per pass.
+future per connection), scheduled at most once per pass. It holds connections
+that corked frames of their own and room passes: a room pass is on it once
+and, at the end of the pass, writes every member that holds it in one loop.
 
 A room corks once, not once per member (:class:`RoomPass`): the first message
 a room fans out in a pass puts one shared list in every member's cork; the
@@ -28,6 +30,7 @@ sent.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -88,16 +91,35 @@ class RoomPass:
     loop pass lasts, some member holds it and it is under the cork bounds.
     """
 
-    __slots__ = ("coalescer", "full", "live", "messages", "outside", "pass_no", "size")
+    __slots__ = (
+        "coalescer",
+        "flush_holders",
+        "full",
+        "holders",
+        "live",
+        "messages",
+        "outside",
+        "pass_no",
+        "size",
+    )
 
-    def __init__(self, coalescer: Coalescer) -> None:
+    def __init__(self, coalescer: Coalescer, flush_holders: Callable[[RoomPass], None]) -> None:
         self.coalescer = coalescer
         self.pass_no = coalescer.flushes
         self.messages: list[Outbound] = []
         self.size = 0
         self.live = 0
+        #: Every member that took it (in its cork): the pass flushes them at its end.
+        self.holders: list[Connection] = []
         self.outside: dict[str, Connection] = {}
         self.full = False
+        # connection.py's loop over the holders (it owns their corks); the first
+        # holder puts the pass on the dirty list.
+        self.flush_holders = flush_holders
+
+    def flush(self) -> None:
+        """The end of the loop pass: every holder writes (one loop for the room, no call each)."""
+        self.flush_holders(self)
 
     def __repr__(self) -> str:
         n, live, outside = len(self.messages), self.live, len(self.outside)

@@ -293,11 +293,17 @@ class Connection:
         cork = self._cork
         if cork is None or not self._idle or self._closing:
             return False
-        cork = self._ready(cork)
-        if cork is None:
-            return False
+        if cork:
+            cork = self._ready(cork)
+            if cork is None:
+                return False
+        # Not marked dirty itself: the room pass is, and flushes its holders.
         cork.append(room_pass)
         room_pass.live += 1
+        holders = room_pass.holders
+        if not holders:
+            room_pass.coalescer.mark(room_pass)
+        holders.append(self)
         return True
 
     def _ready(self, cork: list[CorkEntry]) -> list[CorkEntry] | None:
@@ -310,6 +316,8 @@ class Connection:
         if not cork:
             self._coalescer.mark(self)  # type: ignore[union-attr]
             return cork
+        # Not empty: this peer is on the dirty list already, or it holds a room
+        # pass that is (and that flushes it whatever else its cork holds).
         if cork[-1].__class__ is RoomPass:
             self._seal(cork)
             if self._cork_frames >= CORK_MAX_FRAMES or self._cork_bytes >= CORK_MAX_BYTES:
@@ -376,7 +384,11 @@ class Connection:
         if written:
             self.frames_out += len(outs)
             self.bytes_out += size
-            return
+        else:
+            self._write_declined(outs)
+
+    def _write_declined(self, outs: list[Outbound]) -> None:
+        """The socket did not take the pass's frames: each takes the ordinary path, in order."""
         for out in list(outs):
             if self._closing:
                 return
@@ -493,3 +505,40 @@ def _expand(cork: list[CorkEntry]) -> list[Outbound]:
             room_pass, end = entry  # type: ignore[misc]
             outs.extend(room_pass.messages[:end])
     return outs
+
+
+def flush_holders(room_pass: RoomPass) -> None:
+    """The end of ``room_pass``'s loop pass: write it to every member that holds it.
+
+    A member whose cork is just this pass (the common case) is written here,
+    in this one loop — the frame-once write for a single message, else the
+    pass's shared frames — without a call through :meth:`Connection.flush`;
+    any other cork takes :meth:`Connection.flush`. A holder flushed already
+    (its own bound, a close) has an empty cork and is skipped.
+    """
+    outs = room_pass.messages
+    size = room_pass.size
+    count = len(outs)
+    single = outs[0] if count == 1 else None
+    for conn in room_pass.holders:
+        cork = conn._cork
+        if not cork:
+            continue
+        if len(cork) != 1 or cork[0] is not room_pass or conn._closing:
+            conn.flush()
+            continue
+        cork.clear()
+        try:
+            if single is not None:
+                written = conn._try_write(single)
+            else:
+                written = conn.transport.try_writelines(outs)
+        except Exception as exc:  # the socket broke under us: the peer is gone
+            logger.debug("[%s] write failed: %r", conn.id, exc)
+            conn.transport_lost()
+            continue
+        if written:
+            conn.frames_out += count
+            conn.bytes_out += size
+        else:
+            conn._write_declined(outs)

@@ -24,7 +24,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from wirehub.core.coalesce import Coalescer, RoomPass
-from wirehub.core.connection import Connection
+from wirehub.core.connection import Connection, flush_holders
 from wirehub.core.history import History, Replay
 from wirehub.core.outbound import Outbound
 from wirehub.core.protocol import encode, message_frame
@@ -318,7 +318,7 @@ class RoomRegistry:
         self, room: Room, out: Outbound, exclude: str | None, coalescer: Coalescer
     ) -> int:
         """The room's first message of this pass: every member that can cork holds a new pass."""
-        pending = room.pending = RoomPass(coalescer)
+        pending = room.pending = RoomPass(coalescer, flush_holders)
         pending.add(out)
         rest: list[tuple[str, Connection]] = []
         sent = 0

@@ -414,10 +414,17 @@ class RawSendProtocol(WirehubWebSocketProtocol):
 
     def write_frame(self, frame: bytes) -> bool:
         """Write a whole framed message now, or return False to take the ASGI path."""
-        if not self._raw_ok():
-            return False
-        self.transport.write(frame)
-        return True
+        # _raw_ok inline: this runs once per delivery when a pass has one message.
+        if (
+            (self._raw_plain or self._raw_ok())
+            and self.writable.is_set()
+            and not self.close_sent
+            and self.conn.state is State.OPEN
+            and not self.transport.is_closing()
+        ):
+            self.transport.write(frame)
+            return True
+        return False
 
     def write_frames(self, frames: list[bytes]) -> bool:
         """Write whole framed messages now in one vectored write, or return False."""
