@@ -422,7 +422,7 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--profile", type=Path, help="run the servers under cProfile into DIR")
-    parser.add_argument("--py-spy", type=Path, help="py-spy each throughput and rate phase into DIR")
+    parser.add_argument("--py-spy", type=Path, help="py-spy every measured phase into DIR")
     args = parser.parse_args()
     raise_fd_limit()
     sizes = QUICK if args.quick else FULL
