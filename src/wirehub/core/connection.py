@@ -106,6 +106,7 @@ class Connection:
         "_queued_bytes",
         "_started",
         "_try_write",
+        "_write_frame",
         "_writer",
         "bytes_out",
         "close_code",
@@ -154,6 +155,9 @@ class Connection:
         self._close_timeout = close_timeout
         self._on_slow = on_slow
         self._try_write = transport.try_write
+        # A transport's raw writer of frame bytes, when it has one (web/ws.py): what
+        # the end of a one-message pass calls for each member (flush_holders).
+        self._write_frame: Callable[[bytes], bool] | None = getattr(transport, "write_frame", None)
         # Frames waiting for the writer (made on first use).
         self._queue: deque[Outbound] | None = None
         self._queued_bytes = 0
@@ -520,6 +524,7 @@ def flush_holders(room_pass: RoomPass) -> None:
     size = room_pass.size
     count = len(outs)
     single = outs[0] if count == 1 else None
+    frame = single.ws_frame if single is not None else b""
     for conn in room_pass.holders:
         cork = conn._cork
         if not cork:
@@ -530,7 +535,9 @@ def flush_holders(room_pass: RoomPass) -> None:
         cork.clear()
         try:
             if single is not None:
-                written = conn._try_write(single)
+                # The same bytes for every member, straight to the server's writer.
+                write_frame = conn._write_frame
+                written = write_frame(frame) if write_frame else conn._try_write(single)
             else:
                 written = conn.transport.try_writelines(outs)
         except Exception as exc:  # the socket broke under us: the peer is gone

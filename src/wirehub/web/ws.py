@@ -64,6 +64,11 @@ class ASGITransport:
         self.aborted = False
 
     @property
+    def write_frame(self) -> RawWrite | None:
+        """The server's raw frame writer (bytes → written or declined), for per-pass writes."""
+        return self._raw
+
+    @property
     def raw_send(self) -> bool:
         """Whether the server offered its raw-send extension (see web/rawsend.py)."""
         return self._raw is not None
