@@ -47,13 +47,16 @@ async def test_no_client_reconnects_before_the_window_and_they_spread_over_it():
     try:
         await first.stop()
         second = await start_hub_at(port)
+        ready = time.monotonic()  # a client due earlier retries until now (backoff cap 0.2 s)
         deadline = time.monotonic() + TIMEOUT
         while len(back) < len(clients) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         assert len(back) == len(clients), f"not back: {set(lost) - set(back)}"
         delays = sorted(back[c] - lost[c] for c in back)
         assert delays[0] >= WINDOW[0] - 0.02, delays  # nobody before the minimum
-        assert delays[-1] <= WINDOW[1] + 0.5 * FACTOR + 0.3, delays
+        # Nobody later than its window's end, or than the new hub's start on a slow machine.
+        late = {c: back[c] - max(lost[c] + WINDOW[1], ready) for c in back}
+        assert max(late.values()) <= 0.5 * FACTOR + 0.3, (late, delays)
         assert delays[-1] - delays[0] > 0.1, delays  # spread, not one thundering herd
         for client in clients:
             await client.wait_connected(TIMEOUT)
