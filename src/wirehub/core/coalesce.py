@@ -34,10 +34,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from wirehub.core.connection import Connection
     from wirehub.core.outbound import Outbound
 
-__all__ = ["CORK_MAX_BYTES", "CORK_MAX_FRAMES", "Coalescer", "Corked", "RoomPass"]
+__all__ = ["CORK_MAX_BYTES", "CORK_MAX_FRAMES", "Coalescer", "Corked", "Member", "RoomPass"]
 
 #: A cork (or a room pass) is flushed or closed when it holds this many frames
 #: or bytes: one pass that produces more for one peer writes more than once,
@@ -50,6 +49,15 @@ class Corked(Protocol):
     """What the coalescer needs of a connection: flush what it corked."""
 
     def flush(self) -> None: ...
+
+
+class Member(Corked, Protocol):
+    """What a room pass needs of a member (a Connection; named here so that
+    core/connection.py, which builds on this module, is not imported back)."""
+
+    id: str
+
+    def send(self, frame: Outbound | str | bytes) -> bool: ...
 
 
 class Coalescer:
@@ -110,8 +118,8 @@ class RoomPass:
         self.size = 0
         self.live = 0
         #: Every member that took it (in its cork): the pass flushes them at its end.
-        self.holders: list[Connection] = []
-        self.outside: dict[str, Connection] = {}
+        self.holders: list[Member] = []
+        self.outside: dict[str, Member] = {}
         self.full = False
         # connection.py's loop over the holders (it owns their corks); the first
         # holder puts the pass on the dirty list.

@@ -30,7 +30,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Protocol, cast
 
 from wirehub.core.coalesce import CORK_MAX_BYTES, CORK_MAX_FRAMES, Coalescer, RoomPass
 from wirehub.core.outbound import Outbound
@@ -525,7 +525,7 @@ def flush_holders(room_pass: RoomPass) -> None:
     count = len(outs)
     single = outs[0] if count == 1 else None
     frame = single.ws_frame if single is not None else b""
-    for conn in room_pass.holders:
+    for conn in cast("list[Connection]", room_pass.holders):
         cork = conn._cork
         if not cork:
             continue
