@@ -356,18 +356,8 @@ class Connection:
         cork = self._cork
         if not cork:
             return
-        last = cork[-1]
-        if last.__class__ is RoomPass:
-            if len(cork) == 1 and not last.current:
-                # The end of the pass, one room's messages (the common case): the
-                # room's own list, whose frames every member's write shares.
-                outs: list[Outbound] = last.messages
-                size = last.size
-                self._cork = []
-                self._cork_bytes = self._cork_frames = 0
-                if not self._closing:
-                    self._write_corked(outs, size)
-                return
+        # A cork that is just a room pass is written by the pass (flush_holders).
+        if cork[-1].__class__ is RoomPass:
             self._seal(cork)
         self._cork = []
         size, self._cork_bytes, self._cork_frames = self._cork_bytes, 0, 0
@@ -377,8 +367,11 @@ class Connection:
     def _write_corked(self, outs: list[Outbound], size: int) -> None:
         try:
             if len(outs) == 1:
-                # Nothing to coalesce (one message this pass): the frame-once write.
-                written = self._try_write(outs[0])
+                # Nothing to coalesce (one message this pass): the frame-once write,
+                # the envelope's bytes straight to the server's writer when it has one.
+                write_frame = self._write_frame
+                out = outs[0]
+                written = write_frame(out.ws_frame) if write_frame else self._try_write(out)
             else:
                 written = self.transport.try_writelines(outs)
         except Exception as exc:  # the socket broke under us: the peer is gone
@@ -522,9 +515,6 @@ def flush_holders(room_pass: RoomPass) -> None:
     """
     outs = room_pass.messages
     size = room_pass.size
-    count = len(outs)
-    single = outs[0] if count == 1 else None
-    frame = single.ws_frame if single is not None else b""
     for conn in cast("list[Connection]", room_pass.holders):
         cork = conn._cork
         if not cork:
@@ -533,20 +523,4 @@ def flush_holders(room_pass: RoomPass) -> None:
             conn.flush()
             continue
         cork.clear()
-        # Connection._write_corked, inline on purpose: one call less per member.
-        try:
-            if single is not None:
-                # The same bytes for every member, straight to the server's writer.
-                write_frame = conn._write_frame
-                written = write_frame(frame) if write_frame else conn._try_write(single)
-            else:
-                written = conn.transport.try_writelines(outs)
-        except Exception as exc:  # the socket broke under us: the peer is gone
-            logger.debug("[%s] write failed: %r", conn.id, exc)
-            conn.transport_lost()
-            continue
-        if written:
-            conn.frames_out += count
-            conn.bytes_out += size
-        else:
-            conn._write_declined(outs)
+        conn._write_corked(outs, size)
