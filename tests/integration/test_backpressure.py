@@ -92,3 +92,37 @@ async def test_a_burst_of_publishes_in_one_read_does_not_overflow_members(hub_se
     results = await asyncio.gather(*(collect(m) for m in members))
     assert all(r == list(range(2000)) for r in results)
     assert running.hub.node.slow_consumers == 0
+
+
+async def test_a_reader_that_pauses_then_resumes_gets_every_message_in_order(hub_server, ws_client):
+    # One publish per loop pass (each awaits its ack), so each message reaches
+    # the slow member through the one-message write to the server's raw
+    # writer. The message that meets the full socket is declined there and
+    # must take the member's queue, not vanish: when it reads again it sees
+    # every message, in order.
+    running = await hub_server(
+        limits={"queue_max_messages": 4096, "queue_max_bytes": 64 * 1024 * 1024}
+    )
+    slow = await open_client(running.ws, "slow", max_queue=1)
+    await slow.request("join", room="feed")
+    publisher = await ws_client(running.ws, "publisher")
+    await publisher.request("join", room="feed")
+    conn = running.hub.node.clients["slow"]
+    sent = 0
+    while conn.queued == 0 and sent < 3000:  # until the socket to it pushes back
+        reply = await publisher.request("publish", room="feed", data={"n": sent, "pad": BIG})
+        assert reply["type"] == "ack", reply
+        publisher.buffer.clear()  # its own copies
+        sent += 1
+    pushed_back = conn.queued > 0
+    for _ in range(20):  # and some more behind the queue
+        await publisher.request("publish", room="feed", data={"n": sent, "pad": BIG})
+        publisher.buffer.clear()
+        sent += 1
+    # Its pong comes after everything the hub accepted for it, in order.
+    await slow.request("ping", timeout=30)
+    received = [f["data"]["n"] for f in slow.buffer if f["type"] == "message"]
+    assert received == list(range(sent))
+    assert pushed_back, "the slow reader's socket never filled"
+    assert running.hub.node.slow_consumers == 0
+    await slow.ws.close()
