@@ -24,27 +24,31 @@ async def secured(hub_server):
 # -- the handshake ---------------------------------------------------------------
 
 
+# Queries are built when the test runs, not when it is collected: a token made at
+# collection could expire before a slow suite reaches the test.
 @pytest.mark.parametrize(
     ("query", "message"),
     [
-        ("", "a token is required"),
-        ("?token=not.a.jwt", "invalid token"),
+        (lambda: "", "a token is required"),
+        (lambda: "?token=not.a.jwt", "invalid token"),
         (
-            "?token=" + token(key="another-secret-of-at-least-32-chars!!"),
+            lambda: "?token=" + token(key="another-secret-of-at-least-32-chars!!"),
             "invalid token: Signature verification failed",
         ),
-        ("?token=" + token(ttl=-60), "token expired"),
+        (lambda: "?token=" + token(ttl=-60), "token expired"),
         (
-            "?token="
-            + jwt.encode({"sub": "alice", "exp": int(time.time()) + 60}, None, algorithm="none"),
+            lambda: (
+                "?token="
+                + jwt.encode({"sub": "alice", "exp": int(time.time()) + 60}, None, algorithm="none")
+            ),
             "token algorithm 'none' is not accepted",
         ),
         (
-            "?token=" + jwt.encode({"sub": "alice"}, SECRET, algorithm="HS256"),
+            lambda: "?token=" + jwt.encode({"sub": "alice"}, SECRET, algorithm="HS256"),
             'invalid token: Token is missing the "exp" claim',
         ),
-        ("?token=" + token(sub="bad id!"), "token 'sub' is not a valid client id"),
-        ("?token=wrong-api-key", "invalid token"),
+        (lambda: "?token=" + token(sub="bad id!"), "token 'sub' is not a valid client id"),
+        (lambda: "?token=wrong-api-key", "invalid token"),
     ],
     ids=[
         "missing",
@@ -58,7 +62,7 @@ async def secured(hub_server):
     ],
 )
 async def test_bad_credentials_are_refused_at_the_handshake_with_401(secured, query, message):
-    status, body, headers = await handshake_refusal(secured.ws + query)
+    status, body, headers = await handshake_refusal(secured.ws + query())
     assert status == 401
     assert body["detail"]["code"] == "unauthorized"
     assert body["detail"]["message"].startswith(message)
