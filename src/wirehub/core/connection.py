@@ -29,7 +29,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol, cast
 
 from wirehub.core.coalesce import CORK_MAX_BYTES, CORK_MAX_FRAMES, Coalescer, RoomPass
@@ -108,7 +108,6 @@ class Connection:
         "_try_write",
         "_write_frame",
         "_writer",
-        "bytes_out",
         "close_code",
         "close_reason",
         "connected_at",
@@ -146,7 +145,6 @@ class Connection:
         self.ping_sent: float | None = None
         self.frames_in = 0
         self.frames_out = 0
-        self.bytes_out = 0
         self.close_code: int | None = None
         self.close_reason = ""
         self._max_queue = max_queue
@@ -284,7 +282,6 @@ class Connection:
                 return True
             if self._try_write(out):
                 self.frames_out += 1
-                self.bytes_out += out.size
                 return True
         return self._enqueue(out)
 
@@ -360,11 +357,11 @@ class Connection:
         if cork[-1].__class__ is RoomPass:
             self._seal(cork)
         self._cork = []
-        size, self._cork_bytes, self._cork_frames = self._cork_bytes, 0, 0
+        self._cork_bytes = self._cork_frames = 0
         if not self._closing:
-            self._write_corked(_expand(cork), size)
+            self._write_corked(_expand(cork))
 
-    def _write_corked(self, outs: list[Outbound], size: int) -> None:
+    def _write_corked(self, outs: list[Outbound]) -> None:
         try:
             if len(outs) == 1:
                 # Nothing to coalesce (one message this pass): the frame-once write,
@@ -380,7 +377,6 @@ class Connection:
             return
         if written:
             self.frames_out += len(outs)
-            self.bytes_out += size
         else:
             self._write_declined(outs)
 
@@ -391,7 +387,6 @@ class Connection:
                 return
             if self._idle and self._try_write(out):
                 self.frames_out += 1
-                self.bytes_out += out.size
             else:
                 self._enqueue(out)
 
@@ -454,7 +449,6 @@ class Connection:
                     self._blocked_since = time.monotonic()
                     await transport.send(out)
                     self.frames_out += 1
-                    self.bytes_out += size
                 self._blocked_since = None
                 if not self._queue:
                     break
@@ -504,17 +498,49 @@ def _expand(cork: list[CorkEntry]) -> list[Outbound]:
     return outs
 
 
+def hold_fresh(
+    room_pass: RoomPass, members: Iterable[Connection], excluded: object
+) -> list[Connection]:
+    """Let every member whose cork is empty hold ``room_pass``; returns the others.
+
+    The fan-out of a room's first message of a pass, one loop over the room
+    with nothing called per member: a member that keeps up and was sent
+    nothing else this pass (the common case) takes the pass as its whole
+    cork. The rest (``excluded``, a cork already holding something, frames
+    waiting for the writer, no raw writes, closing) come back for the
+    general path, after this loop: nothing here can close a member, so the
+    room's table is iterated without a copy.
+    """
+    holders = cast("list[Connection]", room_pass.holders)
+    rest: list[Connection] = []
+    for conn in members:
+        cork = conn._cork
+        if cork is not None and not cork and conn._idle and not conn._closing:
+            if conn is excluded:
+                rest.append(conn)
+                continue
+            cork.append(room_pass)
+            holders.append(conn)
+        else:
+            rest.append(conn)
+    if holders:
+        room_pass.live += len(holders)
+        room_pass.coalescer.mark(room_pass)
+    return rest
+
+
 def flush_holders(room_pass: RoomPass) -> None:
     """The end of ``room_pass``'s loop pass: write it to every member that holds it.
 
     A member whose cork is just this pass (the common case) is written here,
-    in this one loop — the frame-once write for a single message, else the
-    pass's shared frames — without a call through :meth:`Connection.flush`;
-    any other cork takes :meth:`Connection.flush`. A holder flushed already
-    (its own bound, a close) has an empty cork and is skipped.
+    in this one loop — for a single message, its frame bytes straight to the
+    server's raw writer, with nothing else called per member — without a call
+    through :meth:`Connection.flush`; any other cork takes
+    :meth:`Connection.flush`. A holder flushed already (its own bound, a
+    close) has an empty cork and is skipped.
     """
     outs = room_pass.messages
-    size = room_pass.size
+    frame = outs[0].ws_frame if len(outs) == 1 else None
     for conn in cast("list[Connection]", room_pass.holders):
         cork = conn._cork
         if not cork:
@@ -522,5 +548,18 @@ def flush_holders(room_pass: RoomPass) -> None:
         if len(cork) != 1 or cork[0] is not room_pass or conn._closing:
             conn.flush()
             continue
-        cork.clear()
-        conn._write_corked(outs, size)
+        del cork[0]
+        write_frame = conn._write_frame
+        if frame is None or write_frame is None:
+            conn._write_corked(outs)
+            continue
+        try:
+            written = write_frame(frame)
+        except Exception as exc:  # the socket broke under us: the peer is gone
+            logger.debug("[%s] write failed: %r", conn.id, exc)
+            conn.transport_lost()
+            continue
+        if written:
+            conn.frames_out += 1
+        else:
+            conn._write_declined(outs)

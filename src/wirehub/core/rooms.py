@@ -24,7 +24,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from wirehub.core.coalesce import Coalescer, RoomPass
-from wirehub.core.connection import Connection, flush_holders
+from wirehub.core.connection import Connection, flush_holders, hold_fresh
 from wirehub.core.history import History, Replay
 from wirehub.core.outbound import Outbound
 from wirehub.core.protocol import encode, message_frame
@@ -320,24 +320,24 @@ class RoomRegistry:
         """The room's first message of this pass: every member that can cork holds a new pass."""
         pending = room.pending = RoomPass(coalescer, flush_holders)
         pending.add(out)
-        rest: list[tuple[str, Connection]] = []
-        sent = 0
-        # Copy: a slow consumer closed by send() leaves the room via the hub.
-        for client_id, conn in list(room.members.items()):
-            if client_id == exclude:
-                rest.append((client_id, conn))
+        members = room.members
+        excluded = members.get(exclude) if exclude is not None else None
+        rest = hold_fresh(pending, members.values(), excluded)
+        sent = len(pending.holders)
+        outside: list[Connection] = []
+        for conn in rest:
+            if conn is excluded:
+                outside.append(conn)
             elif conn.hold(pending):
                 sent += 1
             else:
-                rest.append((client_id, conn))
+                outside.append(conn)
                 if conn.send(out):
                     sent += 1
         if pending.live:
-            members = room.members
-            outside = pending.outside
-            for client_id, conn in rest:
-                if members.get(client_id) is conn:
-                    outside[client_id] = conn
+            for conn in outside:
+                if members.get(conn.id) is conn:
+                    pending.outside[conn.id] = conn
         else:
             room.pending = None  # nobody corks: later messages go member by member
         return sent

@@ -66,7 +66,8 @@ __all__ = [
 #: uvicorn versions these classes are tested against: [low, high), as pinned in pyproject.toml.
 SUPPORTED_UVICORN: Final = ((0, 30), (0, 55))
 
-#: (class, method) pairs of uvicorn and websockets that the classes here override or call.
+#: (class, method) pairs of uvicorn and websockets that the classes here override or call
+#: (a property: its setter).
 HOOKS: Final = (
     (HttpToolsProtocol, "connection_made"),
     (HttpToolsProtocol, "connection_lost"),
@@ -88,6 +89,7 @@ HOOKS: Final = (
     (ServerProtocol, "recv_frame"),
     (ServerProtocol, "data_to_send"),
     (ServerProtocol, "fail"),
+    (ServerProtocol, "state"),
     *((uvicorn.Server, name) for name in SERVER_METHODS),
 )
 

@@ -23,12 +23,13 @@ uvicorn's class:
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any, ClassVar, cast
 
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame, Opcode
-from websockets.protocol import State
+from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
 
 from wirehub.core.protocol import CloseCode
@@ -47,9 +48,22 @@ class _ServerConnection(ServerProtocol):
     the closing handshake began (RFC 6455 lets an endpoint ignore them).
     """
 
+    #: Called when the state changes (RawSendProtocol keeps its write flag by it).
+    on_state: Callable[[], None] | None = None
+
     def __init__(self, *, allow_control: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.allow_control = allow_control
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @state.setter
+    def state(self, state: State) -> None:
+        Protocol.state.fset(self, state)  # type: ignore[attr-defined]
+        if self.on_state is not None:
+            self.on_state()
 
     def recv_frame(self, frame: Frame) -> None:
         if (frame.opcode is Opcode.PING or frame.opcode is Opcode.PONG) and (
@@ -397,38 +411,64 @@ class RawSendProtocol(WirehubWebSocketProtocol):
 
     #: The handshake is done and negotiated no extension (both final once true).
     _raw_plain = False
+    #: A raw write may go out now (plain, writable, no close sent, state OPEN): one
+    #: flag for the write of every delivery, kept by the few events that change it.
+    _raw_ready = False
+    _close_sent = False
 
-    def _raw_ok(self) -> bool:
-        # Called once per write of every delivery: the facts that cannot change
-        # once true are checked until they are, then only the ones that can.
-        if not self._raw_plain:
-            if not self.handshake_complete or self.conn.extensions:
-                return False
-            self._raw_plain = True
-        return (
-            self.writable.is_set()
-            and not self.close_sent
+    @property
+    def close_sent(self) -> bool:
+        return self._close_sent
+
+    @close_sent.setter
+    def close_sent(self, value: bool) -> None:
+        self._close_sent = value
+        self._raw_update()
+
+    def _raw_update(self) -> None:
+        # Short-circuits until the handshake is done (uvicorn's __init__ sets
+        # close_sent before the objects the rest reads exist).
+        self._raw_ready = (
+            self._raw_plain
+            and self.writable.is_set()
+            and not self._close_sent
             and self.conn.state is State.OPEN
-            and not self.transport.is_closing()
         )
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._raw_ready = False
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._raw_update()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._raw_plain = self._raw_ready = False
+        super().connection_lost(exc)
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if (
+            message["type"] == "websocket.accept"
+            and self.handshake_complete
+            and not self.conn.extensions
+            and not self.transport.is_closing()
+        ):
+            self._raw_plain = True
+            cast(_ServerConnection, self.conn).on_state = self._raw_update
+            self._raw_update()
 
     def write_frame(self, frame: bytes) -> bool:
         """Write a whole framed message now, or return False to take the ASGI path."""
-        # _raw_ok inline: this runs once per delivery when a pass has one message.
-        if (
-            (self._raw_plain or self._raw_ok())
-            and self.writable.is_set()
-            and not self.close_sent
-            and self.conn.state is State.OPEN
-            and not self.transport.is_closing()
-        ):
+        if self._raw_ready and not self.transport.is_closing():
             self.transport.write(frame)
             return True
         return False
 
     def write_frames(self, frames: list[bytes]) -> bool:
         """Write whole framed messages now in one vectored write, or return False."""
-        if not self._raw_ok():
-            return False
-        self.transport.writelines(frames)
-        return True
+        if self._raw_ready and not self.transport.is_closing():
+            self.transport.writelines(frames)
+            return True
+        return False
