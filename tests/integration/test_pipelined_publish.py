@@ -78,3 +78,48 @@ async def test_a_burst_reaches_other_nodes_as_one_pubsub_message_per_batch_with_
     finally:
         await pubsub.aclose()
         await listener.aclose()
+
+
+async def test_a_burst_over_two_rooms_keeps_each_rooms_offsets_keys_and_echoes(
+    hub_server, ws_client, redis_url
+):
+    # One script call carries the burst in groups of neighbouring publishes to one
+    # room: every group boundary, an echo and a repeated key must land where sent.
+    running = await hub_server(redis={"url": redis_url, "prefix": f"p{uuid.uuid4().hex[:6]}"})
+    alice = await ws_client(running.ws, "alice")
+    bob = await ws_client(running.ws, "bob")
+    for client in (alice, bob):
+        for room in ("r1", "r2"):
+            await client.request("join", room=room)
+    rooms = ["r1", "r1", "r2", "r1", "r2", "r2", "r2", "r1"] * 10
+    sends = []
+    for i, room in enumerate(rooms):
+        frame = {"type": "publish", "room": room, "data": i, "ref": i, "echo": i % 3 == 0}
+        if i in (8, 10, 16):  # the same key: r1, r2, r1 (the last one a repeat in r1)
+            frame["idempotency_key"] = "k"
+        sends.append(frame)
+    for frame in sends:
+        await alice.send(**frame)
+    acks = {}
+    echoed = []
+    while len(acks) < len(sends):
+        frame = await alice.recv(TIMEOUT)
+        if frame["type"] == "ack":
+            acks[frame["ref"]] = frame["offset"]
+        elif frame["type"] == "message":
+            echoed.append(frame["data"])
+    assert rooms[8] == rooms[16] == "r1" and rooms[10] == "r2"
+    assert acks[16] == acks[8]  # the repeat in r1 answered the first publish's offset
+    for room in ("r1", "r2"):
+        refs = [i for i, r in enumerate(rooms) if r == room and i != 16]
+        assert [acks[i] for i in refs] == list(range(acks[refs[0]], acks[refs[0]] + len(refs)))
+    delivered = {"r1": [], "r2": []}
+    while sum(len(v) for v in delivered.values()) < len(sends) - 1:
+        frame = await bob.wait_for("message")
+        delivered[frame["room"]].append((frame["offset"], frame["data"]))
+    for room in ("r1", "r2"):
+        refs = [i for i, r in enumerate(rooms) if r == room and i != 16]
+        assert delivered[room] == [(acks[i], i) for i in refs]
+    while len(echoed) < len([i for i in range(len(sends)) if i % 3 == 0 and i != 16]):
+        echoed.append((await alice.wait_for("message"))["data"])
+    assert sorted(echoed) == [i for i in range(len(sends)) if i % 3 == 0 and i != 16]

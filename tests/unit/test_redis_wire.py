@@ -36,7 +36,7 @@ def test_a_truncated_batch_is_refused_whole():
 
 def test_the_publish_script_builds_the_records_the_decoder_reads():
     # What the Lua script sends per message: exclude, offset, byte length, frame.
-    assert "ARGV[a + 4] .. '\\t' .. off .. '\\t' .. #frame .. '\\t' .. frame" in PUBLISH_SCRIPT
+    assert "x .. '\\t' .. off .. '\\t' .. #frame .. '\\t' .. frame" in PUBLISH_SCRIPT
     assert "'Z\\t' .. node .. '\\t' .. table.concat(lines[channel])" in PUBLISH_SCRIPT
     line = "Z\tn2\t" + f"bob\t17\t{len(FRAME)}\t{FRAME}" + "\t18\t2\t{}"
     assert line == wire.messages("n2", [("bob", 17, FRAME), (None, 18, "{}")])

@@ -44,7 +44,7 @@ from redis.backoff import NoBackoff
 from wirehub.brokers.keys import Keys
 from wirehub.brokers.redis import streams, wire
 from wirehub.brokers.redis.ordering import Decision, Deliver, RoomOrder
-from wirehub.brokers.redis.pipeline import ScriptBatcher
+from wirehub.brokers.redis.pipeline import Group, ScriptBatcher
 from wirehub.brokers.redis.publishing import Publishing
 from wirehub.brokers.redis.queries import Queries
 from wirehub.brokers.redis.registry import Registry
@@ -88,7 +88,7 @@ class RoomSync:
     #: higher one after a reconnect means some node delivered messages locally.
     marker: int = 0
     #: What each publish to the room sends the script (publishing.py ``_room_args``).
-    publish_args: tuple[str, str, int, int, str] | None = field(default=None, repr=False)
+    publish_args: Group | None = field(default=None, repr=False)
 
 
 class RedisBroker(Publishing, Queries, Session):

@@ -25,7 +25,7 @@ from typing import Any
 
 from redis.commands.core import AsyncScript
 
-__all__ = ["MAX_BATCH", "ScriptBatcher"]
+__all__ = ["MAX_BATCH", "Group", "ScriptBatcher"]
 
 logger = logging.getLogger("wirehub.redis")
 
@@ -34,29 +34,34 @@ MAX_BATCH = 512
 
 
 Done = Callable[[Any], None]
+#: What a group of publishes to one room sends once: its keys and its args.
+Group = tuple[list[Any], list[Any]]
 
 
 class ScriptBatcher:
-    """``submit(keys, args, done)``: one publish, sent with its pass's others in one call.
+    """``submit(group, keys, args, done)``: one publish, sent with its pass's others in one call.
 
-    Every publish brings the same number of ``keys`` and ``args``; the call
-    gets ``head_args()`` first (this node's id: known once the broker is
-    attached), then each publish's keys and args in order.
-    ``done`` gets that publish's answer, or the exception the call raised,
-    called in submit order. No task or future per publish.
+    Consecutive publishes with the same ``group`` (one room's keys and
+    bounds) share one copy of it: the call gets ``head_args()`` first (this
+    node's id: known once the broker is attached), then per group its keys
+    and its message count followed by its args, then each publish's keys and
+    args in order (scripts.py ``PUBLISH_SCRIPT`` reads that layout). Grouping
+    only neighbours keeps the answers in submit order. ``done`` gets that
+    publish's answer, or the exception the call raised, called in submit
+    order. No task or future per publish.
     """
 
     def __init__(self, script: AsyncScript, head_args: Callable[[], list[Any]]) -> None:
         self._script = script
         self._head_args = head_args
-        self._queued: list[tuple[list[Any], list[Any], Done]] = []
+        self._queued: list[tuple[Group, list[Any], list[Any], Done]] = []
         self._running = False
         #: Script calls sent, and publishes they carried (a bench reads their ratio).
         self.batches = 0
         self.calls = 0
 
-    def submit(self, keys: list[Any], args: list[Any], done: Done) -> None:
-        self._queued.append((keys, args, done))
+    def submit(self, group: Group, keys: list[Any], args: list[Any], done: Done) -> None:
+        self._queued.append((group, keys, args, done))
         if not self._running:
             self._running = True
             loop = asyncio.get_running_loop()
@@ -71,12 +76,21 @@ class ScriptBatcher:
         finally:
             self._running = False
 
-    async def _send(self, batch: list[tuple[list[Any], list[Any], Done]]) -> None:
+    async def _send(self, batch: list[tuple[Group, list[Any], list[Any], Done]]) -> None:
         self.batches += 1
         self.calls += len(batch)
         keys: list[Any] = []
         args: list[Any] = self._head_args()
-        for call_keys, call_args, _ in batch:
+        group: Group | None = None
+        count_at = 0  # where the current group's message count is in args
+        for call_group, call_keys, call_args, _ in batch:
+            if call_group is not group and call_group != group:
+                group = call_group
+                keys += group[0]
+                count_at = len(args)
+                args.append(0)
+                args += group[1]
+            args[count_at] += 1
             keys += call_keys
             args += call_args
         try:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from wirehub.brokers.keys import Keys
-from wirehub.brokers.redis.pipeline import ScriptBatcher
+from wirehub.brokers.redis.pipeline import Group, ScriptBatcher
 from wirehub.brokers.redis.session import FAILURES
 from wirehub.core.idempotency import KeyTable
 from wirehub.core.protocol import message_head
@@ -94,30 +94,33 @@ class Publishing:
         if not self._connected:
             done(self._publish_locally(room, head, exclude, idempotency_key))
             return
-        offset_key, stream_key, maxlen, ttl_ms, channel = self._room_args(room)
         idem = "" if idempotency_key is None else self.keys.idempotency(room, idempotency_key)
         self._publish.submit(
-            [offset_key, stream_key, idem],
-            [head, maxlen, ttl_ms, exclude or "", channel, self._idem_ms],
+            self._room_args(room),
+            [idem],
+            [head, exclude or ""],
             functools.partial(self._published, room, head, exclude, idempotency_key, done),
         )
 
-    def _room_args(self, room: str) -> tuple[str, str, int, int, str]:
-        """What every publish to ``room`` sends the script: its keys, history bounds, channel.
+    def _room_args(self, room: str) -> Group:
+        """What a group of publishes to ``room`` sends the script once: keys, bounds, channel.
 
         Kept on the room's sync state while this node follows the room (one
-        lookup per publish, not a policy match and three key formats).
+        lookup per publish, not a policy match and three key formats), as
+        bytes: redis-py passes bytes through where it encodes a str or an int.
         """
         st = self._rooms.get(room)
         if st is not None and st.publish_args is not None:
             return st.publish_args
         policy = self.local.policy_for(room)
-        found = (
-            self.keys.offset(room),
-            self.keys.stream(room),
-            policy.history_size,
-            self._ttl_ms(room),
-            self.keys.room_channel(room),
+        found: Group = (
+            [self.keys.offset(room).encode(), self.keys.stream(room).encode()],
+            [
+                b"%d" % policy.history_size,
+                b"%d" % self._ttl_ms(room),
+                self.keys.room_channel(room).encode(),
+                b"%d" % self._idem_ms,
+            ],
         )
         if st is not None:
             st.publish_args = found
