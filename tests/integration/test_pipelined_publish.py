@@ -11,14 +11,21 @@ from support import TIMEOUT
 from wirehub.brokers.redis import wire
 
 
-async def test_a_burst_over_redis_is_pipelined_and_keeps_offsets_acks_and_deliveries_in_order(
-    hub_server, ws_client, redis_url
-):
+async def alice_and_bob(hub_server, ws_client, redis_url, rooms):
+    """A hub over Redis (a prefix of its own) and two clients in every one of ``rooms``."""
     running = await hub_server(redis={"url": redis_url, "prefix": f"p{uuid.uuid4().hex[:6]}"})
     alice = await ws_client(running.ws, "alice")
     bob = await ws_client(running.ws, "bob")
     for client in (alice, bob):
-        await client.request("join", room="burst")
+        for room in rooms:
+            await client.request("join", room=room)
+    return running, alice, bob
+
+
+async def test_a_burst_over_redis_is_pipelined_and_keeps_offsets_acks_and_deliveries_in_order(
+    hub_server, ws_client, redis_url
+):
+    running, alice, bob = await alice_and_bob(hub_server, ws_client, redis_url, ["burst"])
     batcher = running.hub.node.broker._publish  # type: ignore[attr-defined]
     pipelines_before = batcher.batches
     count = 200
@@ -85,12 +92,7 @@ async def test_a_burst_over_two_rooms_keeps_each_rooms_offsets_keys_and_echoes(
 ):
     # One script call carries the burst in groups of neighbouring publishes to one
     # room: every group boundary, an echo and a repeated key must land where sent.
-    running = await hub_server(redis={"url": redis_url, "prefix": f"p{uuid.uuid4().hex[:6]}"})
-    alice = await ws_client(running.ws, "alice")
-    bob = await ws_client(running.ws, "bob")
-    for client in (alice, bob):
-        for room in ("r1", "r2"):
-            await client.request("join", room=room)
+    _, alice, bob = await alice_and_bob(hub_server, ws_client, redis_url, ["r1", "r2"])
     rooms = ["r1", "r1", "r2", "r1", "r2", "r2", "r2", "r1"] * 10
     sends = []
     for i, room in enumerate(rooms):
