@@ -126,3 +126,59 @@ async def test_a_reader_that_pauses_then_resumes_gets_every_message_in_order(hub
     assert pushed_back, "the slow reader's socket never filled"
     assert running.hub.node.slow_consumers == 0
     await slow.ws.close()
+
+
+def count_asgi_sends(conn):
+    """Count the data frames that leave ``conn`` through the ASGI ``send``, not the raw writer."""
+    transport = conn.transport
+    original = transport._send
+    counted: list[object] = []
+
+    async def counting(message):
+        if message["type"] == "websocket.send":
+            counted.append(message)
+        await original(message)
+
+    transport._send = counting
+    return counted
+
+
+async def test_a_reader_that_drains_is_written_raw_again(hub_server, ws_client):
+    # The frame-once raw writer is declined while the socket pushes back (the
+    # queue and the ASGI send take over) and must be taken again once it has
+    # drained: otherwise every later delivery pays the slow path for good.
+    running = await hub_server(
+        limits={"queue_max_messages": 4096, "queue_max_bytes": 64 * 1024 * 1024}
+    )
+    slow = await open_client(running.ws, "slow", max_queue=1)
+    await slow.request("join", room="feed")
+    publisher = await ws_client(running.ws, "publisher")
+    await publisher.request("join", room="feed")
+    conn = running.hub.node.clients["slow"]
+    via_asgi = count_asgi_sends(conn)
+
+    async def publish(n: int) -> None:
+        reply = await publisher.request("publish", room="feed", data={"n": n, "pad": BIG})
+        assert reply["type"] == "ack", reply
+        publisher.buffer.clear()  # its own copies
+
+    for n in range(20):  # a reader that keeps up: every frame raw
+        await publish(n)
+    await slow.request("ping", timeout=30)
+    assert via_asgi == []
+    sent = 20
+    while conn.queued == 0 and sent < 3000:  # until its socket pushes back
+        await publish(sent)
+        sent += 1
+    assert conn.queued > 0, "the slow reader's socket never filled"
+    await slow.request("ping", timeout=30)  # it reads everything: the socket drains
+    assert via_asgi, "the queued frames took the ASGI send"
+    after_drain = len(via_asgi)
+    for _ in range(20):
+        await publish(sent)
+        sent += 1
+    await slow.request("ping", timeout=30)
+    assert len(via_asgi) == after_drain  # raw again
+    received = [f["data"]["n"] for f in slow.buffer if f["type"] == "message"]
+    assert received == list(range(sent))
+    await slow.ws.close()
