@@ -12,6 +12,7 @@ Clients join the ``notices`` room to receive them.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import threading
@@ -63,7 +64,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             yield
         finally:
-            notifier.stop()
+            # Off the loop: a publish the thread is waiting on needs the loop to
+            # finish, so joining the thread here would stall both for the timeout.
+            await asyncio.to_thread(notifier.stop)
 
 
 app = FastAPI(lifespan=lifespan)
