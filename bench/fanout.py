@@ -281,6 +281,10 @@ async def one_rep(
                     grace=3,
                 )
                 result["slow_consumer_log_lines"] = server.log_count("slow consumer")
+                result["slow_consumer_at_s"] = [
+                    round(at - result["published_at"], 2)
+                    for at in server.log_times("slow consumer")
+                ]
                 return result
 
             try:
@@ -346,6 +350,11 @@ def brief(r: dict[str, Any]) -> str:
     if r["paused"]:
         text += f", paused closed {r['paused_closed']}/{len(r['paused'])}"
         text += f" {[p['close_code'] or p['error'] for p in r['paused']]}"
+    if r.get("slow_consumer_at_s"):
+        text += f" at {r['slow_consumer_at_s']} s"
+    if r.get("stalls"):
+        worst = r["stalls"][0]
+        text += f", worst {worst['max_ms']} ms at {worst['at_s']} s {worst['per_proc_ms']}"
     return text
 
 

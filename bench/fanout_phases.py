@@ -68,6 +68,35 @@ def split(total: int, parts: int) -> list[int]:
     return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
+def worst_stalls(
+    traces: list[tuple[array.array[float], array.array[float]]],
+    started: float,
+    *,
+    bin_s: float = 0.05,
+    top: int = 3,
+) -> list[dict[str, Any]]:
+    """The worst latencies by when the message was published, and how many processes saw them.
+
+    A stall every load-generator process sees at once is the server's (or the
+    machine's); one only a single process sees is that process's own.
+    """
+    worst: dict[int, list[float]] = {}
+    for i, (lat, sent) in enumerate(traces):
+        for latency, at in zip(lat, sent, strict=True):
+            row = worst.setdefault(int((at - started) / bin_s), [0.0] * len(traces))
+            if latency > row[i]:
+                row[i] = latency
+    ranked = sorted(worst.items(), key=lambda item: max(item[1]), reverse=True)[:top]
+    return [
+        {
+            "at_s": round(b * bin_s, 2),
+            "max_ms": round(max(row) * 1e3, 1),
+            "per_proc_ms": [round(v * 1e3, 1) for v in row],
+        }
+        for b, row in ranked
+    ]
+
+
 # -- phases -------------------------------------------------------------------------
 
 
@@ -166,11 +195,14 @@ async def fanout_phase(
         for worker in workers:
             await worker.close()
     latencies = array.array("d")
+    traces: list[tuple[array.array[float], array.array[float]]] = []
     for out in outs:
         with contextlib.suppress(OSError), out.open("rb") as f:
             chunk = array.array("d")
             chunk.frombytes(f.read())
-            latencies.extend(chunk)
+            half = len(chunk) // 2
+            latencies.extend(chunk[:half])
+            traces.append((chunk[:half], chunk[half:]))
             out.unlink()
     ordered = sorted(latencies)
     received = sum(r["received"] for r in results)
@@ -220,6 +252,8 @@ async def fanout_phase(
         "loadgen_user_us_per_delivery": sub_user * per,
         "loadgen_sys_us_per_delivery": sub_sys * per,
         "wall_s": wall,
+        "published_at": pub_result["started"],
+        "stalls": worst_stalls(traces, pub_result["started"]),
     }
     if offered and not size:
         result["offered_per_s"] = offered

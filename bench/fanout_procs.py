@@ -191,6 +191,21 @@ class Server:
         except OSError:
             return 0
 
+    def log_times(self, needle: str) -> list[float]:
+        """When the server logged each line holding ``needle`` (epoch seconds, ms precision)."""
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+        times = []
+        for line in lines:
+            if needle in line:
+                with contextlib.suppress(ValueError):
+                    stamp, _, millis = line[:23].partition(",")
+                    at = time.mktime(time.strptime(stamp, "%Y-%m-%d %H:%M:%S"))
+                    times.append(at + int(millis) / 1000)
+        return times
+
     async def stop(self) -> None:
         if self.proc is None or self.proc.returncode is not None:
             return

@@ -143,24 +143,34 @@ def report(data: dict[str, Any], sizes: Any, servers: list[str]) -> str:
         row(name, "reading subs' loss %", key, "loss_pct", ".2f")
         row(name, "reading subs' p50 ms", key, "p50_ms", ".2f")
         row(name, "reading subs' p99 ms", key, "p99_ms", ".2f")
+        row(name, "reading subs' worst delivery ms", key, "max_ms")
         row(name, "server RSS growth MiB", key, "rss_growth_mib")
         if key == "s3_paused":
             row(name, "paused subs closed", key, "paused_closed", ".0f")
+    isolation = []
+    for s in shown:
+        calm = median_of(runs, s, "s3_nopause", "p99_ms")
+        paused = median_of(runs, s, "s3_paused", "p99_ms")
+        isolation.append(f"{paused / calm:.2f}x" if calm and paused is not None else "n/a")
+    if any(c != "n/a" for c in isolation):
+        lines.append(
+            "| 3. isolation | readers' p99 with paused / without (medians) | "
+            + " | ".join(isolation)
+            + " |"
+        )
     row(f"4. {sizes.idle} idle connections", "server KiB/connection", "s4", "kib_per_connection")
     for kind, reason in skipped.items():
         lines.append(f"\n{LABELS[kind]}: not run ({reason})")
 
     others = [s for s in shown if s != REFERENCE]
     if REFERENCE in shown and others:
-        lines += ["", f"Ratios to {LABELS[REFERENCE]} (median of per-repetition ratios):", ""]
-        lines.append("| scenario | metric | " + " | ".join(LABELS[s] for s in others) + " |")
-        lines.append("|---|---|" + "---|" * len(others))
+        ratios: list[str] = []
 
         def ratio_row(scenario: str, metric: str, key: str, field_: str) -> None:
             cells = [fmt(median_ratio(runs, key, field_, REFERENCE, kind=s), ".2f") for s in others]
             if any(c != "n/a" for c in cells):
                 cells = [c if c == "n/a" else f"{c}x" for c in cells]
-                lines.append(f"| {scenario} | {metric} | " + " | ".join(cells) + " |")
+                ratios.append(f"| {scenario} | {metric} | " + " | ".join(cells) + " |")
 
         for subs, msgs in sizes.throughput:
             key = f"s1_{subs}x{msgs}"
@@ -171,6 +181,10 @@ def report(data: dict[str, Any], sizes: Any, servers: list[str]) -> str:
             ratio_row(f"2. {rate:g}/s", "latency p99", key, "p99_ms")
             ratio_row(f"2. {rate:g}/s", "server CPU µs/delivery", key, "cpu_us_per_delivery")
         ratio_row("4. idle", "KiB/connection", "s4", "kib_per_connection")
+        if ratios:
+            lines += ["", f"Ratios to {LABELS[REFERENCE]} (median of per-repetition ratios):", ""]
+            lines.append("| scenario | metric | " + " | ".join(LABELS[s] for s in others) + " |")
+            lines += ["|---|---|" + "---|" * len(others), *ratios]
 
     cross = cross_table(runs, sizes)
     if cross:

@@ -22,9 +22,10 @@ line on stdout; ``go`` / ``stop`` lines on stdin):
   each ``message`` (receive time minus the ``t`` the publisher put in ``data``,
   same machine clock); print ``done`` once every reading subscriber has
   ``--expect`` messages; on ``stop`` print ``result`` and write the latencies
-  (float64 seconds) to ``--out``. ``--paused K``: the first K subscribers stop
-  reading their socket right after ``joined``; on ``stop`` they read again and
-  report whether the server closed them (close code, reset) or not.
+  then their publish times (float64 seconds, two arrays of one length) to
+  ``--out``. ``--paused K``: the first K subscribers stop reading their socket
+  right after ``joined``; on ``stop`` they read again and report whether the
+  server closed them (close code, reset) or not.
 * ``pub``: one publisher joins, prints ``ready``, waits for ``go``, publishes
   ``--count`` messages either with ``--window`` publishes awaiting their ``ack``
   (as fast as the server takes them) or at a fixed ``--rate`` per second, then
@@ -258,6 +259,8 @@ class Subscribers:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.latencies = array.array("d")
+        #: Each latency's publish time (publisher's clock): when a stall happened.
+        self.sent_at = array.array("d")
         self.expect = args.expect
         self.reading = args.clients - args.paused
         self.complete = 0
@@ -273,7 +276,9 @@ class Subscribers:
             if client.paused:
                 client.received += 1
                 return
-            self.latencies.append(now - frame["data"]["t"])
+            sent = frame["data"]["t"]
+            self.latencies.append(now - sent)
+            self.sent_at.append(sent)
             client.received += 1
             if self.first is None:
                 self.first = now
@@ -315,6 +320,7 @@ class Subscribers:
         reading = clients[args.paused :]
         with open(args.out, "wb") as f:  # noqa: ASYNC230 - once, after the measurement
             self.latencies.tofile(f)
+            self.sent_at.tofile(f)
         emit(
             {
                 "event": "result",
