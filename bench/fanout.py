@@ -352,6 +352,8 @@ def brief(r: dict[str, Any]) -> str:
         text += f" {[p['close_code'] or p['error'] for p in r['paused']]}"
     if r.get("slow_consumer_at_s"):
         text += f" at {r['slow_consumer_at_s']} s"
+    if "loop_lag_over_ms" in r:
+        text += f", loop lag >10/50/100 ms {list(r['loop_lag_over_ms'].values())}"
     if r.get("stalls"):
         worst = r["stalls"][0]
         text += f", worst {worst['max_ms']} ms at {worst['at_s']} s {worst['per_proc_ms']}"

@@ -158,6 +158,7 @@ async def fanout_phase(
             spy = SpySession(nodes[0], out, bench.pinning)
             await spy.start()
             bench.spy_files.setdefault(kind, {}).setdefault(key, []).append(out)
+        lag0 = await nodes[0].loop_lag_buckets()
         cpu0 = [node.cpu() for node in nodes]
         wcpu0 = [w.cpu() for w in workers]
         redis0 = redis.cpu() if redis else (0.0, 0.0)
@@ -179,6 +180,7 @@ async def fanout_phase(
         for task in dones:
             task.cancel()
         cpu1 = [node.cpu() for node in nodes]
+        lag1 = await nodes[0].loop_lag_buckets()
         wcpu1 = [w.cpu() for w in workers]
         redis1 = redis.cpu() if redis else (0.0, 0.0)
         wall = time.monotonic() - t0
@@ -255,6 +257,15 @@ async def fanout_phase(
         "published_at": pub_result["started"],
         "stalls": worst_stalls(traces, pub_result["started"]),
     }
+    if lag1:
+        # The hub's own loop-lag samples (one per 100 ms) over the window: a stall
+        # the clients saw that is not here happened outside the hub's Python.
+        late = {le: lag1[le] - lag0.get(le, 0.0) for le in lag1}
+        total = late["+Inf"]
+        result["loop_lag_samples"] = int(total)
+        result["loop_lag_over_ms"] = {
+            ms: int(total - late[le]) for ms, le in (("10", "0.01"), ("50", "0.05"), ("100", "0.1"))
+        }
     if offered and not size:
         result["offered_per_s"] = offered
         result["kept_up"] = received >= expected and received / elapsed >= 0.95 * offered

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 
 __all__ = [
@@ -190,6 +191,19 @@ class Server:
             return self.log_path.read_text(errors="replace").count(needle)
         except OSError:
             return 0
+
+    async def loop_lag_buckets(self) -> dict[str, float]:
+        """wirehub's loop-lag histogram (cumulative sample counts by ``le``); {} for baselines."""
+        if not self.kind.startswith("wirehub"):
+            return {}
+        async with httpx.AsyncClient(timeout=30) as http:
+            text = (await http.get(f"http://127.0.0.1:{self.port}/metrics")).text
+        buckets = {}
+        for line in text.splitlines():
+            if line.startswith("wirehub_loop_lag_seconds_bucket"):
+                le = line.split('le="', 1)[1].split('"', 1)[0]
+                buckets[le] = float(line.rsplit(" ", 1)[1])
+        return buckets
 
     def log_times(self, needle: str) -> list[float]:
         """When the server logged each line holding ``needle`` (epoch seconds, ms precision)."""
