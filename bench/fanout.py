@@ -31,9 +31,14 @@ Scenarios (``--scenarios``; docs/benchmarks.md has the figures):
    50/s for 15 s, and the same run with nobody paused: the reading subscribers'
    loss and p99, server RSS growth, whether the paused ones were closed.
 4. idle: 5 000 joined connections: server RSS per connection.
-x. cross-node (wirehub only): a private redis-server; one node with Redis, then
-   nodes A and B with the publisher on A and the subscribers split over both:
-   server CPU per delivery summed over the nodes, against scenario 1's one node.
+x. cross-node (wirehub only), 100 subscribers x 10 000 messages (window 64): one
+   node alone, one node with a private redis-server, then nodes A and B with the
+   publisher on A and the subscribers split over both: server CPU per delivery
+   summed over the nodes, against the one node alone in the same repetition. Five
+   times scenario 1's messages: at well under 1 µs per delivery, 200 000
+   deliveries are ~0.1 s of CPU, which the 10 ms ticks CPU time is counted in
+   cannot tell apart from 0.15. Then the same three at 2000 messages/s for 5 s
+   (200 000 deliveries/s, below every run's saturation).
 
 Figures are medians over the repetitions; ratios are taken within each
 repetition (same machine state) and their median is shown. ``--profile DIR``
@@ -88,7 +93,9 @@ class Sizes:
     slow_seconds: float
     idle: int
     procs: int
-    cross: tuple[int, int]  # (subscribers, messages); must be one of ``throughput``
+    cross: tuple[int, int]  # (subscribers, messages)
+    cross_rate: float  # messages/s of the fixed-rate cross-node runs
+    cross_seconds: float
 
 
 FULL = Sizes(
@@ -105,7 +112,9 @@ FULL = Sizes(
     slow_seconds=15,
     idle=5000,
     procs=3,
-    cross=(100, 2000),
+    cross=(100, 10_000),
+    cross_rate=2000,
+    cross_seconds=5,
 )
 QUICK = Sizes(
     reps=1,
@@ -122,6 +131,8 @@ QUICK = Sizes(
     idle=1000,
     procs=3,
     cross=(100, 500),
+    cross_rate=2000,
+    cross_seconds=2,
 )
 
 
@@ -308,9 +319,23 @@ async def one_rep(
 
     if redis is not None:
         subs, msgs = sizes.cross
-        for key, count in (("x_single_redis", 1), ("x_cross", 2)):
+        # Each run as fast as acks come (window) and at a fixed rate below every
+        # run's saturation: flat out, the one node alone falls furthest behind the
+        # load generator, and a longer backlog coalesces more messages per write.
+        phases = [
+            (f"{prefix}{name}", count, via, rate)
+            for prefix, rate in (("x_", 0.0), ("xr_", sizes.cross_rate))
+            for name, count, via in (
+                ("single", 1, None),
+                ("single_redis", 1, redis),
+                ("cross", 2, redis),
+            )
+        ]
+        for key, count, via, rate in phases:
 
-            async def cross(*nodes: Server, key: str = key) -> Any:
+            async def cross(
+                *nodes: Server, key: str = key, via: Redis | None = via, rate: float = rate
+            ) -> Any:
                 return await fanout_phase(
                     bench,
                     list(nodes),
@@ -318,16 +343,17 @@ async def one_rep(
                     key=key,
                     tag=f"r{rep}{key}",
                     subscribers=subs,
-                    messages=msgs,
+                    messages=int(rate * sizes.cross_seconds) if rate else msgs,
                     procs=sizes.procs,
-                    window=sizes.window,
+                    window=0 if rate else sizes.window,
+                    rate=rate,
                     grace=30,
-                    redis=redis,
+                    redis=via,
                 )
 
             try:
                 results["wirehub"][key] = await with_servers(
-                    bench, "wirehub", cross, count, redis=redis, **big_queue
+                    bench, "wirehub", cross, count, redis=via, **big_queue
                 )
                 log(f"wirehub {key}: {brief(results['wirehub'][key])}")
             except Exception as exc:

@@ -186,9 +186,10 @@ def report(data: dict[str, Any], sizes: Any, servers: list[str]) -> str:
             lines.append("| scenario | metric | " + " | ".join(LABELS[s] for s in others) + " |")
             lines += ["|---|---|" + "---|" * len(others), *ratios]
 
-    cross = cross_table(runs, sizes)
-    if cross:
-        lines += ["", *cross]
+    for prefix in ("x_", "xr_"):
+        cross = cross_table(runs, sizes, prefix)
+        if cross:
+            lines += ["", *cross]
     warnings = loadgen_warnings(runs)
     lines += [
         "",
@@ -197,20 +198,24 @@ def report(data: dict[str, Any], sizes: Any, servers: list[str]) -> str:
     return "\n".join(lines)
 
 
-def cross_table(runs: list[dict[str, Any]], sizes: Any) -> list[str]:
+def cross_table(runs: list[dict[str, Any]], sizes: Any, prefix: str = "x_") -> list[str]:
     """Cross-node (wirehub only): CPU per delivery summed over the nodes, vs one node."""
     subs, msgs = sizes.cross
-    single = f"s1_{subs}x{msgs}"
+    single = f"{prefix}single"
     keys = [
-        ("one node, no Redis (scenario 1)", single),
-        ("one node + Redis", "x_single_redis"),
-        ("nodes A + B + Redis (pub on A, subs split)", "x_cross"),
+        ("one node, no Redis", single),
+        ("one node + Redis", f"{prefix}single_redis"),
+        ("nodes A + B + Redis (pub on A, subs split)", f"{prefix}cross"),
     ]
-    if not any(run_.get("wirehub", {}).get("x_cross") for run_ in runs):
+    if not any(run_.get("wirehub", {}).get(f"{prefix}cross") for run_ in runs):
         return []
+    how = (
+        f"{subs} subs x {msgs} msgs, window {sizes.window}"
+        if prefix == "x_"
+        else f"{subs} subs at {sizes.cross_rate:g} msgs/s for {sizes.cross_seconds:g} s"
+    )
     lines = [
-        f"Cross-node, wirehub, {subs} subs x {msgs} msgs, window {sizes.window} "
-        "(server CPU summed over the nodes; Redis's own CPU apart):",
+        f"Cross-node, wirehub, {how} (server CPU summed over the nodes; Redis's own CPU apart):",
         "",
         "| run | deliveries/s | server CPU µs/delivery | redis CPU µs/delivery "
         "| p50 ms | p99 ms | CPU/delivery vs one node |",
