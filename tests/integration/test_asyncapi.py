@@ -25,9 +25,12 @@ from typing import Any
 import httpx
 import jsonschema
 import pytest
+from fastapi import FastAPI
 
+from embedded_support import serve
 from security_support import jwt_auth
 from typed_models import Order, Typing, TypingAck
+from wirehub import Hub, Settings
 from wirehub.typed import Schemas
 from wirehub.web.asyncapi.document import Server, build_document
 
@@ -292,6 +295,24 @@ async def test_the_document_is_cached_and_rebuilt_after_a_registration(hub):
     assert (
         later["operations"]["receive.chat.late"]["summary"] == "Registered after the first request."
     )
+
+
+async def test_one_hub_served_at_the_root_and_under_a_prefix_says_where_each_is(validator):
+    # The same hub's router included twice: each document names its own path, and
+    # the cached document of one never leaks its pathname into the other's.
+    hub = Hub(Settings(stats_interval=0))
+    app = FastAPI(lifespan=hub.lifespan)
+    app.include_router(hub.router)
+    app.include_router(hub.router, prefix="/realtime")
+    async with serve(app) as base, httpx.AsyncClient(base_url=base) as http:
+        under = (await http.get("/realtime/asyncapi.json")).json()
+        root = (await http.get("/asyncapi.json")).json()
+        under_again = (await http.get("/realtime/asyncapi.json")).json()
+    assert problems(validator, under) == []
+    assert under["servers"]["hub"]["pathname"] == "/realtime"
+    assert "pathname" not in root["servers"]["hub"]
+    assert under_again == under
+    assert under["channels"] == root["channels"]
 
 
 def test_docs_protocol_and_the_document_agree():

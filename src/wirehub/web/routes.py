@@ -13,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fastapi import APIRouter
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, HTMLResponse
 from starlette.routing import WebSocketRoute
 
 from wirehub.errors import NotFound
@@ -25,6 +25,7 @@ from wirehub.web.api_services import build_services_router
 from wirehub.web.asyncapi import build_asyncapi_router
 from wirehub.web.errors import ERROR_RESPONSES, http_error, shape_errors
 from wirehub.web.health import build_health_router
+from wirehub.web.pages import page
 from wirehub.web.security import api_dependencies
 from wirehub.web.sse import build_sse_router
 from wirehub.web.ws import WebSocketEndpoint
@@ -74,14 +75,14 @@ def pages_router() -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
     @router.get("/")
-    async def index() -> FileResponse:
+    async def index(request: Request) -> HTMLResponse:
         """The live dashboard (a wirehub client of the system rooms)."""
-        return FileResponse(STATIC / "index.html")
+        return page(STATIC / "index.html", request)
 
     @router.get("/chat")
-    async def chat() -> FileResponse:
+    async def chat(request: Request) -> HTMLResponse:
         """The chat page: rooms, presence, history, direct messages, recovery."""
-        return FileResponse(STATIC / "chat.html")
+        return page(STATIC / "chat.html", request)
 
     @router.get("/favicon.ico")
     async def favicon() -> FileResponse:

@@ -61,10 +61,12 @@ OpenAPI document at `/docs`."""
 
 @dataclass(frozen=True)
 class Server:
-    """Where the document says the hub is: ``host[:port]`` and ``ws`` or ``wss``."""
+    """Where the document says the hub is: ``host[:port]``, ``ws`` or ``wss``, and the
+    path its routes sit under ("" at the root; AsyncAPI's ``pathname``)."""
 
     host: str
     protocol: Literal["ws", "wss"] = "ws"
+    pathname: str = ""
 
 
 def build_document(
@@ -81,8 +83,7 @@ def build_document(
     if schemas is not None:
         builder.add_typed(schemas)
     hub_server: Doc = {
-        "host": server.host,
-        "protocol": server.protocol,
+        **_server_block(server),
         "title": title,
         "summary": "The hub's WebSocket endpoint.",
     }
@@ -343,7 +344,8 @@ class DocumentCache:
             self._doc = document_for(self._hub, server)
             self._key = key
         doc = dict(self._doc)
-        doc["servers"] = {"hub": {**self._doc["servers"]["hub"], **_server_block(server)}}
+        kept = {k: v for k, v in self._doc["servers"]["hub"].items() if k not in SERVER_KEYS}
+        doc["servers"] = {"hub": {**_server_block(server), **kept}}
         return doc
 
 
@@ -359,5 +361,12 @@ def document_for(hub: Hub, server: Server | None = None) -> Doc:
     )
 
 
+#: The server block's keys that come from the request (the rest from the hub).
+SERVER_KEYS = ("host", "protocol", "pathname")
+
+
 def _server_block(server: Server) -> Doc:
-    return {"host": server.host, "protocol": server.protocol}
+    block: Doc = {"host": server.host, "protocol": server.protocol}
+    if server.pathname:
+        block["pathname"] = server.pathname
+    return block

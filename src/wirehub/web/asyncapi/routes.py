@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING
 
 import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from wirehub.web.asyncapi.document import DocumentCache, Server
+from wirehub.web.pages import base_path, page
 
 if TYPE_CHECKING:
     from wirehub.hub import Hub
@@ -30,10 +31,11 @@ SCRIPT = _STATIC / "asyncapi.js"
 
 
 def request_server(request: Request) -> Server:
-    """The server block for this request: the host the client used, ``wss`` behind TLS."""
+    """The server block for this request: the host the client used, ``wss`` behind TLS,
+    and the path the app serves the hub under (a router prefix, a mount, a root path)."""
     host = request.headers.get("host") or request.url.netloc
     secure = request.url.scheme in ("https", "wss")
-    return Server(host[:255], "wss" if secure else "ws")
+    return Server(host[:255], "wss" if secure else "ws", base_path(request, "/asyncapi.json"))
 
 
 def build_asyncapi_router(hub: Hub) -> APIRouter:
@@ -48,9 +50,9 @@ def build_asyncapi_router(hub: Hub) -> APIRouter:
         return Response(body, media_type="application/json")
 
     @router.get("/asyncapi")
-    async def asyncapi_page() -> FileResponse:
+    async def asyncapi_page(request: Request) -> HTMLResponse:
         """The document, rendered in the browser (no network beyond this hub)."""
-        return FileResponse(PAGE, media_type="text/html")
+        return page(PAGE, request)
 
     @router.get("/static/asyncapi.js")
     async def asyncapi_script() -> FileResponse:

@@ -167,7 +167,7 @@
     document.body.dataset.rendered = "true";
   }
 
-  fetch("/asyncapi.json")
+  fetch("asyncapi.json")
     .then((response) => {
       if (!response.ok) throw new Error("GET /asyncapi.json: HTTP " + response.status);
       return response.json();

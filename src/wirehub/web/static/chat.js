@@ -1,6 +1,6 @@
 // The chat page: rooms with presence and history, direct messages, and a
 // connection that survives drops and shows what it missed. Built on wirehub.js.
-import { HubClient, tokenSubject } from "/static/wirehub.js";
+import { HubClient, tokenSubject } from "./wirehub.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);

@@ -17,7 +17,7 @@
 // and that part of the page is read from the REST API every POLL_MS instead, so the
 // tables show the hub's real state within any limit. $job:<id> rooms are not listed
 // in the Rooms table (one per job; the Jobs table shows them).
-import { HubClient, tokenSubject } from "/static/wirehub.js";
+import { HubClient, tokenSubject } from "./wirehub.js";
 
 const $ = (id) => document.getElementById(id);
 const SERIES_POINTS = 150; // 5 minutes at the default stats_interval of 2 s
@@ -193,7 +193,7 @@ function refreshRooms() {
   }
   refreshing = { again: false };
   (async () => {
-    const [clients, rooms] = await Promise.all([getJson("/api/clients"), getJson("/api/rooms")]);
+    const [clients, rooms] = await Promise.all([getJson("api/clients"), getJson("api/rooms")]);
     if (clients) {
       const seen = new Set();
       for (const c of clients) {
@@ -363,7 +363,7 @@ async function followLogs(name) {
 async function pollLogs() {
   const name = state.logService;
   if (!name) return;
-  const logs = await getJson(`/api/services/${encodeURIComponent(name)}/logs?tail=${MAX_LOG_LINES}`);
+  const logs = await getJson(`api/services/${encodeURIComponent(name)}/logs?tail=${MAX_LOG_LINES}`);
   if (!logs || name !== state.logService) return;
   const box = $("logs");
   const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 30;
@@ -416,7 +416,7 @@ function onJob(e) {
 }
 
 async function fetchResult(jobId) {
-  const info = await getJson(`/api/jobs/${encodeURIComponent(jobId)}`);
+  const info = await getJson(`api/jobs/${encodeURIComponent(jobId)}`);
   const job = state.jobs.get(jobId);
   if (info && job) {
     job.result = info.result;
@@ -451,7 +451,7 @@ function renderJobs() {
 
 async function snapshot() {
   const [services, bridges, jobs] = await Promise.all([
-    getJson("/api/services"), getJson("/api/bridges"), getJson("/api/jobs"),
+    getJson("api/services"), getJson("api/bridges"), getJson("api/jobs"),
   ]);
   for (const s of services || []) state.services.set(s.name, { ...s });
   for (const b of bridges || []) state.bridges.set(b.name, { ...b, at: performance.now() / 1000, rateIn: 0, rateOut: 0 });
@@ -547,21 +547,21 @@ function renderLimits() {
 }
 
 async function pollServices() {
-  const services = await getJson("/api/services");
+  const services = await getJson("api/services");
   if (!services) return;
   for (const s of services) state.services.set(s.name, { ...(state.services.get(s.name) || {}), ...s });
   renderServices();
 }
 
 async function pollJobs() {
-  const jobs = await getJson("/api/jobs");
+  const jobs = await getJson("api/jobs");
   if (!jobs) return;
   mergeJobs(jobs);
   renderJobs();
 }
 
 async function pollBridges() {
-  const bridges = await getJson("/api/bridges");
+  const bridges = await getJson("api/bridges");
   if (bridges) onBridges({ event: "stats", bridges });
 }
 

@@ -63,9 +63,23 @@ export function tokenSubject(token) {
   }
 }
 
+// Served by a hub (".../static/wirehub.js" on the page's own origin), the hub's /ws sits
+// beside that /static, under whatever path the app serves the hub at (a router prefix, a
+// mount, a proxy's root path); copied anywhere else, the page's host root.
 function defaultUrl() {
-  const proto = location.protocol === "https:" ? "wss:" : "ws:";
-  return `${proto}//${location.host}/ws`;
+  let base = `${location.origin}/static/wirehub.js`;
+  try {
+    const here = new URL(import.meta.url);
+    if (here.origin === location.origin && here.pathname.endsWith("/static/wirehub.js")) {
+      base = here.href;
+    }
+  } catch {
+    // not a module URL we can read: keep the host root
+  }
+  const url = new URL("../ws", base);
+  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  url.search = url.hash = "";
+  return url.href;
 }
 
 const JOB_TYPES = new Set(["job.progress", "job.output", "job.result", "job.failed", "job.cancelled"]);
