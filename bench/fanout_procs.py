@@ -196,8 +196,11 @@ class Server:
         """wirehub's loop-lag histogram (cumulative sample counts by ``le``); {} for baselines."""
         if not self.kind.startswith("wirehub"):
             return {}
-        async with httpx.AsyncClient(timeout=30) as http:
-            text = (await http.get(f"http://127.0.0.1:{self.port}/metrics")).text
+        try:
+            async with httpx.AsyncClient(timeout=30) as http:
+                text = (await http.get(f"http://127.0.0.1:{self.port}/metrics")).text
+        except httpx.HTTPError:
+            return {}  # no figure rather than no phase
         buckets = {}
         for line in text.splitlines():
             if line.startswith("wirehub_loop_lag_seconds_bucket"):

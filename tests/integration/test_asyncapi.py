@@ -301,13 +301,16 @@ async def test_one_hub_served_at_the_root_and_under_a_prefix_says_where_each_is(
     # The same hub's router included twice: each document names its own path, and
     # the cached document of one never leaks its pathname into the other's.
     hub = Hub(Settings(stats_interval=0))
-    app = FastAPI(lifespan=hub.lifespan)
+    app = FastAPI(lifespan=hub.lifespan, docs_url=None)
     app.include_router(hub.router)
     app.include_router(hub.router, prefix="/realtime")
     async with serve(app) as base, httpx.AsyncClient(base_url=base) as http:
         under = (await http.get("/realtime/asyncapi.json")).json()
         root = (await http.get("/asyncapi.json")).json()
         under_again = (await http.get("/realtime/asyncapi.json")).json()
+        page = (await http.get("/realtime/asyncapi")).text
+    # An app without docs: the page's OpenAPI link is hidden, not a dead /docs.
+    assert 'href="/docs"' not in page and 'href="" hidden' in page
     assert problems(validator, under) == []
     assert under["servers"]["hub"]["pathname"] == "/realtime"
     assert "pathname" not in root["servers"]["hub"]

@@ -11,6 +11,7 @@ page, and hidden when that app has none.
 
 from __future__ import annotations
 
+import html
 from functools import cache
 from pathlib import Path
 
@@ -33,7 +34,8 @@ def page(path: Path, request: Request) -> HTMLResponse:
     text = _text(path)
     if DOCS_LINK in text:
         docs = getattr(request.app, "docs_url", None)
-        link = f'href="{request.scope.get("root_path", "")}{docs}"' if docs else 'href="" hidden'
+        url = html.escape(f"{request.scope.get('root_path', '')}{docs}")
+        link = f'href="{url}"' if docs else 'href="" hidden'
         text = text.replace(DOCS_LINK, link)
     return HTMLResponse(text)
 
