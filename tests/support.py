@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -33,10 +34,46 @@ FACTOR = float(os.environ.get("WIREHUB_TEST_TIMEOUT_FACTOR", "1"))
 TIMEOUT = 5.0 * FACTOR
 
 
+def _ephemeral_low() -> int | None:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+_EPHEMERAL_LOW = _ephemeral_low()
+#: Ports below the kernel's ephemeral range, walked from a random start. A port that
+#: ``bind(0)`` handed out sits in the ephemeral range, where any outgoing connection
+#: (a client, a Redis call) can take it between the test closing its probe socket and
+#: the server binding it: CI saw a bridge fail with "Address already in use" that way.
+_PORTS: itertools.cycle[int] | None = None
+if _EPHEMERAL_LOW is not None and _EPHEMERAL_LOW > 21000:
+    _span = range(20000, _EPHEMERAL_LOW)
+    _start = random.randrange(len(_span))
+    _PORTS = itertools.cycle([*_span[_start:], *_span[:_start]])
+_handed_out: set[int] = set()
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def unused_port() -> int:
+    """A loopback port no one holds, and one this test run has not handed out before."""
+    if _PORTS is not None:
+        for _ in range(2000):
+            port = next(_PORTS)
+            if port not in _handed_out and _bindable(port):
+                _handed_out.add(port)
+                return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 @dataclass
