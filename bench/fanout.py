@@ -380,6 +380,8 @@ def brief(r: dict[str, Any]) -> str:
         text += f" at {r['slow_consumer_at_s']} s"
     if "loop_lag_over_ms" in r:
         text += f", loop lag >10/50/100 ms {list(r['loop_lag_over_ms'].values())}"
+    if "gc_full" in r:
+        text += f", full GCs {r['gc_full']} ({r['gc_full_ms']} ms)"
     if r.get("stalls"):
         worst = r["stalls"][0]
         text += f", worst {worst['max_ms']} ms at {worst['at_s']} s {worst['per_proc_ms']}"

@@ -32,6 +32,9 @@ __all__ = [
     "split",
 ]
 
+#: The loop-lag histogram's buckets the report reads (their ``le`` labels).
+LAG_BUCKETS = ("0.01", "0.05", "0.1", "+Inf")
+
 
 @dataclass
 class Bench:
@@ -158,7 +161,7 @@ async def fanout_phase(
             spy = SpySession(nodes[0], out, bench.pinning)
             await spy.start()
             bench.spy_files.setdefault(kind, {}).setdefault(key, []).append(out)
-        lag0 = await nodes[0].loop_lag_buckets()
+        metrics0 = await nodes[0].hub_metrics()
         cpu0 = [node.cpu() for node in nodes]
         wcpu0 = [w.cpu() for w in workers]
         redis0 = redis.cpu() if redis else (0.0, 0.0)
@@ -180,7 +183,7 @@ async def fanout_phase(
         for task in dones:
             task.cancel()
         cpu1 = [node.cpu() for node in nodes]
-        lag1 = await nodes[0].loop_lag_buckets()
+        metrics1 = await nodes[0].hub_metrics()
         wcpu1 = [w.cpu() for w in workers]
         redis1 = redis.cpu() if redis else (0.0, 0.0)
         wall = time.monotonic() - t0
@@ -257,15 +260,22 @@ async def fanout_phase(
         "published_at": pub_result["started"],
         "stalls": worst_stalls(traces, pub_result["started"]),
     }
-    if lag1:
+    if metrics1:
         # The hub's own loop-lag samples (one per 100 ms) over the window: a stall
         # the clients saw that is not here happened outside the hub's Python.
-        late = {le: lag1[le] - lag0.get(le, 0.0) for le in lag1}
+        lag = 'wirehub_loop_lag_seconds_bucket{le="%s"}'
+        late = {le: metrics1[lag % le] - metrics0.get(lag % le, 0.0) for le in LAG_BUCKETS}
         total = late["+Inf"]
         result["loop_lag_samples"] = int(total)
         result["loop_lag_over_ms"] = {
             ms: int(total - late[le]) for ms, le in (("10", "0.01"), ("50", "0.05"), ("100", "0.1"))
         }
+        # Full garbage collections in the window (each stops the loop): how many, how long.
+        gc2 = 'wirehub_gc_pause_seconds_%s{generation="2"}'
+        if gc2 % "count" in metrics1:
+            result["gc_full"] = int(metrics1[gc2 % "count"] - metrics0.get(gc2 % "count", 0.0))
+            spent = metrics1[gc2 % "sum"] - metrics0.get(gc2 % "sum", 0.0)
+            result["gc_full_ms"] = round(spent * 1000, 1)
     if offered and not size:
         result["offered_per_s"] = offered
         result["kept_up"] = received >= expected and received / elapsed >= 0.95 * offered

@@ -192,8 +192,8 @@ class Server:
         except OSError:
             return 0
 
-    async def loop_lag_buckets(self) -> dict[str, float]:
-        """wirehub's loop-lag histogram (cumulative sample counts by ``le``); {} for baselines."""
+    async def hub_metrics(self) -> dict[str, float]:
+        """wirehub's /metrics samples by name and labels ({} for baselines, or unreadable)."""
         if not self.kind.startswith("wirehub"):
             return {}
         try:
@@ -201,12 +201,13 @@ class Server:
                 text = (await http.get(f"http://127.0.0.1:{self.port}/metrics")).text
         except httpx.HTTPError:
             return {}  # no figure rather than no phase
-        buckets = {}
+        samples = {}
         for line in text.splitlines():
-            if line.startswith("wirehub_loop_lag_seconds_bucket"):
-                le = line.split('le="', 1)[1].split('"', 1)[0]
-                buckets[le] = float(line.rsplit(" ", 1)[1])
-        return buckets
+            if line.startswith("wirehub_"):
+                name, _, value = line.rpartition(" ")
+                with contextlib.suppress(ValueError):
+                    samples[name] = float(value)
+        return samples
 
     def log_times(self, needle: str) -> list[float]:
         """When the server logged each line holding ``needle`` (epoch seconds, ms precision)."""

@@ -49,7 +49,7 @@ logger = logging.getLogger("wirehub.embedded")
 #: Loggers of the servers whose handlers the hub's lines may borrow, by server name.
 SERVER_LOGGERS = {"granian": "_granian", "hypercorn": "hypercorn.error"}
 #: ``[server]`` settings that only ``wirehub serve`` reads (the server's own options decide).
-SERVE_ONLY = ("host", "port", "workers", "graceful_timeout")
+SERVE_ONLY = ("host", "port", "workers", "graceful_timeout", "gc_freeze")
 #: What uvicorn's protocol classes carry (missing when they cannot be handed over).
 HEAD_BOUNDS = (
     "request-head bounds (414/431/408: server.max_request_line, max_header_bytes, "

@@ -28,6 +28,7 @@ from wirehub.auth import Authorizer
 from wirehub.auth_session import TokenLifecycle
 from wirehub.bridges import BridgeConfig, BridgeSet, TcpBridge
 from wirehub.core.connection import Connection
+from wirehub.core.gcwatch import GcWatch
 from wirehub.core.heartbeat import Heartbeat
 from wirehub.core.housekeeping import COLLECT_SLICE, housekeeping_loop
 from wirehub.core.housekeeping import collect_rooms as _collect_rooms
@@ -140,6 +141,8 @@ class Hub:
         self.metrics = HubMetrics(self.node)
         #: Samples event-loop lag into /metrics and the stats snapshots.
         self.loop_lag = LoopLagMonitor(observe=self.metrics.loop_lag_seconds.observe)
+        #: Times every garbage collection into /metrics while the hub runs.
+        self.gc_watch = GcWatch(self.metrics.observe_gc_pause)
         #: Pings silent WebSocket clients and closes (4002) those that do not answer;
         #: None with ``heartbeat.interval = 0``.
         hb = self.settings.heartbeat
@@ -476,6 +479,7 @@ class Hub:
             self._spawn(self.heartbeat.run(self.node.clients.values()), "heartbeat")
         self._spawn(housekeeping_loop(self.node.rooms), "housekeeping")
         self.loop_lag.start()
+        self.gc_watch.start()
         if self.settings.stats_interval > 0:
             self._spawn(
                 publish_stats(
@@ -493,6 +497,7 @@ class Hub:
         self._stopping = True
         # 1. Stop background loops (heartbeat, stats, housekeeping, loop lag).
         self.loop_lag.stop()
+        self.gc_watch.stop()
         for task in self._tasks:
             task.cancel()
         cancelled = len(self._tasks)

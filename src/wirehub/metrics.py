@@ -7,6 +7,7 @@ hub has its own registry, so several hubs in one process do not collide.
 
 from __future__ import annotations
 
+import gc
 from collections import Counter as CounterType
 from collections.abc import Iterator
 
@@ -31,6 +32,11 @@ class _NodeCollector(Collector):
             gauge.add_metric([kind], by_kind.get(kind, 0))
         yield gauge
         yield GaugeMetricFamily("wirehub_rooms", "Rooms held by this node", value=len(node.rooms))
+        yield GaugeMetricFamily(
+            "wirehub_gc_frozen_objects",
+            "Objects kept out of garbage collection (gc.freeze, server.gc_freeze)",
+            value=gc.get_freeze_count(),
+        )
         yield CounterMetricFamily(
             "wirehub_connections", "Connections accepted", value=node.connections_total
         )
@@ -91,3 +97,15 @@ class HubMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             registry=self.registry,
         )
+        #: How long each garbage collection stopped the process (core/gcwatch.py).
+        self.gc_pause_seconds = Histogram(
+            "wirehub_gc_pause_seconds",
+            "How long each garbage collection ran (the event loop waits for it), by generation",
+            labelnames=["generation"],
+            buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=self.registry,
+        )
+        self._gc_pause_by_generation = [self.gc_pause_seconds.labels(str(g)) for g in range(3)]
+
+    def observe_gc_pause(self, generation: int, seconds: float) -> None:
+        self._gc_pause_by_generation[generation].observe(seconds)

@@ -26,6 +26,7 @@ from types import FrameType
 
 import uvicorn
 
+from wirehub.core.gcwatch import freeze_after_start
 from wirehub.embedded import embedding_for
 from wirehub.errors import WirehubError
 from wirehub.hub import Hub, StartInterrupted
@@ -56,6 +57,9 @@ class HubServer(uvicorn.Server):
         #: The start failed (the port is taken, a service or bridge did not start).
         self.failed = False
         self._listeners: list[socket.socket] = []
+        #: Freeze what is alive once the hub is up (``server.gc_freeze``; build_server
+        #: sets it for ``wirehub serve``, where the hub owns the process).
+        self.gc_freeze = False
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         # 0. Take the HTTP port before anything starts: a busy port is one log
@@ -103,6 +107,9 @@ class HubServer(uvicorn.Server):
             self.failed = True
             await self._abandon()
             return
+        if self.gc_freeze:
+            frozen = freeze_after_start()
+            logger.debug("%d objects alive at start kept out of garbage collection", frozen)
         self.started = True
         if self._listeners:
             server_hooks.log_started(self, self._listeners)
@@ -211,7 +218,9 @@ def build_server(
         log_level=srv.log_level,
         access_log=False,
     )
-    return HubServer(config, hub)
+    server = HubServer(config, hub)
+    server.gc_freeze = srv.gc_freeze
+    return server
 
 
 def wire_limits(settings: Settings) -> WireLimits:

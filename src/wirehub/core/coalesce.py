@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from wirehub.core.outbound import Outbound
@@ -58,6 +58,9 @@ class Member(Corked, Protocol):
     id: str
 
     def send(self, frame: Outbound | str | bytes) -> bool: ...
+
+
+M = TypeVar("M", bound=Member)
 
 
 class Coalescer:
@@ -89,7 +92,7 @@ class Coalescer:
             conn.flush()
 
 
-class RoomPass:
+class RoomPass(Generic[M]):
     """The messages one room fans out during one loop pass, held once by its members.
 
     ``live`` members hold it at the end of their cork and get every message
@@ -111,15 +114,15 @@ class RoomPass:
         "size",
     )
 
-    def __init__(self, coalescer: Coalescer, flush_holders: Callable[[RoomPass], None]) -> None:
+    def __init__(self, coalescer: Coalescer, flush_holders: Callable[[RoomPass[M]], None]) -> None:
         self.coalescer = coalescer
         self.pass_no = coalescer.flushes
         self.messages: list[Outbound] = []
         self.size = 0
         self.live = 0
         #: Every member that took it (in its cork): the pass flushes them at its end.
-        self.holders: list[Member] = []
-        self.outside: dict[str, Member] = {}
+        self.holders: list[M] = []
+        self.outside: dict[str, M] = {}
         self.full = False
         # connection.py's loop over the holders (it owns their corks); the first
         # holder puts the pass on the dirty list.

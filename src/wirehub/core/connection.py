@@ -30,7 +30,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Protocol, cast
+from typing import Protocol
 
 from wirehub.core.coalesce import CORK_MAX_BYTES, CORK_MAX_FRAMES, Coalescer, RoomPass
 from wirehub.core.outbound import Outbound
@@ -42,7 +42,7 @@ logger = logging.getLogger("wirehub.connection")
 
 #: One entry of a cork: a frame, a room's pass still taking messages (only ever
 #: the last entry), or a pass sealed at a length (what this peer takes of it).
-CorkEntry = Outbound | RoomPass | tuple[RoomPass, int]
+CorkEntry = Outbound | RoomPass["Connection"] | tuple[RoomPass["Connection"], int]
 
 
 class Transport(Protocol):
@@ -285,7 +285,7 @@ class Connection:
                 return True
         return self._enqueue(out)
 
-    def hold(self, room_pass: RoomPass) -> bool:
+    def hold(self, room_pass: RoomPass[Connection]) -> bool:
         """Take every message ``room_pass`` holds and will hold this pass, as one cork entry.
 
         False when this peer cannot cork now (no raw writes, frames waiting for
@@ -326,7 +326,7 @@ class Connection:
                 return None if self._closing else self._cork
         return cork
 
-    def release(self, room_pass: RoomPass) -> None:
+    def release(self, room_pass: RoomPass[Connection]) -> None:
         """Take no more of ``room_pass`` by reference (excluded from a message, leaving)."""
         cork = self._cork
         if cork and cork[-1] is room_pass:
@@ -334,7 +334,7 @@ class Connection:
 
     def _seal(self, cork: list[CorkEntry]) -> None:
         """The last entry is a live room pass: keep what it holds now, take the rest one by one."""
-        room_pass: RoomPass = cork[-1]  # type: ignore[assignment]
+        room_pass: RoomPass[Connection] = cork[-1]  # type: ignore[assignment]
         taken = len(room_pass.messages)
         cork[-1] = (room_pass, taken)
         self._cork_bytes += room_pass.size
@@ -499,7 +499,7 @@ def _expand(cork: list[CorkEntry]) -> list[Outbound]:
 
 
 def hold_fresh(
-    room_pass: RoomPass, members: Iterable[Connection], excluded: object
+    room_pass: RoomPass[Connection], members: Iterable[Connection], excluded: object
 ) -> list[Connection]:
     """Let every member whose cork is empty hold ``room_pass``; returns the others.
 
@@ -511,7 +511,7 @@ def hold_fresh(
     general path, after this loop: nothing here can close a member, so the
     room's table is iterated without a copy.
     """
-    holders = cast("list[Connection]", room_pass.holders)
+    holders = room_pass.holders
     rest: list[Connection] = []
     for conn in members:
         cork = conn._cork
@@ -529,7 +529,7 @@ def hold_fresh(
     return rest
 
 
-def flush_holders(room_pass: RoomPass) -> None:
+def flush_holders(room_pass: RoomPass[Connection]) -> None:
     """The end of ``room_pass``'s loop pass: write it to every member that holds it.
 
     A member whose cork is just this pass (the common case) is written here,
@@ -541,7 +541,7 @@ def flush_holders(room_pass: RoomPass) -> None:
     """
     outs = room_pass.messages
     frame = outs[0].ws_frame if len(outs) == 1 else None
-    for conn in cast("list[Connection]", room_pass.holders):
+    for conn in room_pass.holders:
         cork = conn._cork
         if not cork:
             continue

@@ -83,7 +83,7 @@ class Room:
     #: The registry's idle queue holding this room while it has no members.
     idle_in: OrderedDict[str, Room] | None = field(default=None, repr=False, compare=False)
     #: What this room fanned out during the current loop pass, held by its members.
-    pending: RoomPass | None = field(default=None, repr=False, compare=False)
+    pending: RoomPass[Connection] | None = field(default=None, repr=False, compare=False)
 
     @property
     def offset(self) -> int:
@@ -318,7 +318,8 @@ class RoomRegistry:
         self, room: Room, out: Outbound, exclude: str | None, coalescer: Coalescer
     ) -> int:
         """The room's first message of this pass: every member that can cork holds a new pass."""
-        pending = room.pending = RoomPass(coalescer, flush_holders)
+        pending: RoomPass[Connection] = RoomPass(coalescer, flush_holders)
+        room.pending = pending
         pending.add(out)
         members = room.members
         excluded = members.get(exclude) if exclude is not None else None
@@ -343,7 +344,7 @@ class RoomRegistry:
         return sent
 
     def _fanout_more(
-        self, room: Room, pending: RoomPass, out: Outbound, exclude: str | None
+        self, room: Room, pending: RoomPass[Connection], out: Outbound, exclude: str | None
     ) -> int:
         """A later message of the pass: appended once for every holder, sent to the rest."""
         if exclude is not None:

@@ -55,6 +55,10 @@ class ServerSettings(_Section):
     ws_max_size: int = Field(1024 * 1024 + 4096, ge=1024)
     #: Seconds uvicorn waits for connections to finish on shutdown.
     graceful_timeout: float = Field(10.0, gt=0)
+    #: ``wirehub serve`` only: once the hub is up, collect once and ``gc.freeze()``
+    #: what is alive, so that later full collections (each a pause of the whole
+    #: loop) walk only the connections, not every imported module (core/gcwatch.py).
+    gc_freeze: bool = True
     #: ``wirehub serve`` processes on the one port (``--workers``), sharing rooms,
     #: presence, history and direct messages through Redis: ``redis_url``, or a
     #: private ``redis-server`` the hub starts when it is unset (src/wirehub/workers.py).
