@@ -26,6 +26,7 @@ import tracemalloc
 
 import uvloop
 
+#: Opens N joined connections, says "ready", closes them all on a line from stdin.
 CLIENT = r"""
 import asyncio, sys, websockets
 async def main(port, n):
@@ -38,7 +39,9 @@ async def main(port, n):
             pass
         conns.append(ws)
     print("ready", flush=True)
-    await asyncio.sleep(3600)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    await asyncio.gather(*(ws.close() for ws in conns))
+    print("closed", flush=True)
 asyncio.run(main(int(sys.argv[1]), int(sys.argv[2])))
 """
 
@@ -63,7 +66,13 @@ async def measure(connections: int, group: str, top: int, depth: int) -> None:
     tracemalloc.start(depth)
     before = tracemalloc.take_snapshot()
     clients = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", CLIENT, str(port), str(connections), stdout=subprocess.PIPE
+        sys.executable,
+        "-c",
+        CLIENT,
+        str(port),
+        str(connections),
+        stdin=subprocess.PIPE,  # the clients hold on until a line comes (or they are killed)
+        stdout=subprocess.PIPE,
     )
     assert clients.stdout is not None
     line = await clients.stdout.readline()

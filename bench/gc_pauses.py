@@ -28,25 +28,8 @@ import time
 
 import httpx
 
+from conn_memory import CLIENT
 from fanout_procs import free_port
-
-CLIENT = r"""
-import asyncio, sys, websockets
-async def main(port, n):
-    conns = []
-    for i in range(n):
-        ws = await websockets.connect(f"ws://127.0.0.1:{port}/ws?client_id=c{i}")
-        await ws.recv()
-        await ws.send('{"type":"join","room":"gc","ref":1}')
-        while '"joined"' not in await ws.recv():
-            pass
-        conns.append(ws)
-    print("ready", flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-    await asyncio.gather(*(ws.close() for ws in conns))
-    print("closed", flush=True)
-asyncio.run(main(int(sys.argv[1]), int(sys.argv[2])))
-"""
 
 GC2 = 'wirehub_gc_pause_seconds_{}{{generation="2"{}}}'
 BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
