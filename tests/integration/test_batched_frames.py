@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import sys
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -23,6 +24,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from batch_support import BatchingPeer, message
 from support import FACTOR, TIMEOUT
 from wirehub.client import HubClient, SyncHubClient
+from wirehub.core.outbound import Outbound
 
 BURST = 200
 #: The hub's default ``limits.batch_max_messages``.
@@ -197,3 +199,41 @@ async def test_hub_client_with_batch_gets_a_whole_burst_from_a_real_hub(hub):
                 got = [await anext(stream) for _ in range(BURST)]
         assert [m["data"]["i"] for m in got] == list(range(BURST))
         assert await client.publish("burst", "after") == BURST + 1  # requests still work
+
+
+async def test_a_batched_burst_leaves_nothing_for_the_garbage_collector(hub_server):
+    # The batches a pass builds are cached for the other members of the room;
+    # the cache must not keep the messages (and their payloads) in a cycle
+    # once everyone is written. No history, so that nothing else keeps them.
+    hub = await hub_server(history={"size": 0})
+    batched = await raw_subscriber(hub.ws, "batched", "burst", batch=True)
+    plain = await raw_subscriber(hub.ws, "plain", "burst", batch=False)
+    gc.collect()
+    gc.disable()
+    try:
+        for i in range(BURST):  # one loop pass: nothing here waits
+            await hub.hub.publish("burst", {"i": i, "text": "x" * 500})
+        (got, frames), (plain_got, _) = await asyncio.gather(
+            read_messages(batched, BURST), read_messages(plain, BURST)
+        )
+        assert len(got) == len(plain_got) == BURST and max(frames) > 1
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        held = [o for o in gc.garbage if isinstance(o, Outbound)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    try:
+        assert held == []
+        # And the room, now quiet, keeps none of its last pass.
+        gc.collect()
+        kept = [
+            o
+            for o in gc.get_objects()
+            if isinstance(o, Outbound) and isinstance(o.text, str) and "x" * 500 in o.text
+        ]
+        assert kept == []
+    finally:
+        await batched.close()
+        await plain.close()

@@ -10,8 +10,10 @@ few passes and every such switch happens inside a pass.
 from __future__ import annotations
 
 import asyncio
+import gc
 
 from support import FACTOR, TIMEOUT
+from wirehub.core.outbound import Outbound
 
 BURST = 300
 
@@ -52,3 +54,31 @@ async def test_a_member_of_two_rooms_gets_their_interleaved_burst_in_publish_ord
     for client in (both, only_a):
         await client.send(type="ping")
         assert (await client.recv(TIMEOUT))["type"] == "pong"
+
+
+async def test_a_burst_leaves_nothing_for_the_garbage_collector(hub_server, ws_client):
+    # Every message of a pass is written to every member and then dropped by
+    # reference counting: none waits, with its payload, for a collection. No
+    # history, so that nothing else keeps them.
+    hub = await hub_server(history={"size": 0})
+    subscribers = [await ws_client(hub.ws, f"sub-{i}") for i in range(3)]
+    publisher = await ws_client(hub.ws, "publisher")
+    for client in (*subscribers, publisher):
+        await client.request("join", room="a")
+    gc.collect()
+    gc.disable()
+    try:
+        for ref in range(BURST):
+            await publisher.send(type="publish", room="a", data="x" * 1000, ref=ref)
+        for client in subscribers:
+            assert len(await messages(client, BURST)) == BURST
+        # One room's burst read in a few passes: several messages per pass.
+        assert hub.hub.node.coalescer.flushes < BURST
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        held = [o for o in gc.garbage if isinstance(o, Outbound)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert held == []

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from wirehub.core.outbound import Outbound
@@ -66,10 +66,17 @@ M = TypeVar("M", bound=Member)
 class Coalescer:
     """The dirty list of one event loop, flushed once per pass by one callback."""
 
-    __slots__ = ("_dirty", "flushes")
+    __slots__ = ("_dirty", "ended", "flushes", "written")
 
     def __init__(self) -> None:
         self._dirty: list[Corked] = []
+        #: First messages of this pass's coalesced writes: their frames cache
+        #: (:func:`~wirehub.core.outbound.frames_for`) holds the list that holds
+        #: them, a cycle dropped at the end of the pass, not left to the collector.
+        self.written: list[Outbound] = []
+        #: Room passes written this pass: emptied at its end, so that a room that
+        #: goes quiet does not keep its last messages and members (``room.pending``).
+        self.ended: list[RoomPass[Any]] = []
         #: Passes that flushed something: also the number of the pass under way
         #: (a :class:`RoomPass` of an earlier number is over).
         self.flushes = 0
@@ -90,6 +97,16 @@ class Coalescer:
         self.flushes += 1  # first: every room pass of the pass now ending is over
         for conn in dirty:
             conn.flush()
+        written = self.written
+        if written:
+            self.written = []
+            for out in written:
+                out.forget_frames()
+        ended = self.ended
+        if ended:
+            self.ended = []
+            for room_pass in ended:
+                room_pass.end()
 
 
 class RoomPass(Generic[M]):
@@ -131,6 +148,15 @@ class RoomPass(Generic[M]):
     def flush(self) -> None:
         """The end of the loop pass: every holder writes (one loop for the room, no call each)."""
         self.flush_holders(self)
+        self.coalescer.ended.append(self)
+
+    def end(self) -> None:
+        """Every member of the pass has been written (the coalescer's flush is over): let go."""
+        self.messages = []
+        self.holders = []
+        self.outside = {}
+        self.live = 0
+        self.full = True
 
     def __repr__(self) -> str:
         n, live, outside = len(self.messages), self.live, len(self.outside)

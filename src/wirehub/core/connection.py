@@ -359,7 +359,10 @@ class Connection:
         self._cork = []
         self._cork_bytes = self._cork_frames = 0
         if not self._closing:
-            self._write_corked(_expand(cork))
+            outs = _expand(cork)
+            self._write_corked(outs)
+            if len(outs) > 1:
+                self._coalescer.written.append(outs[0])  # type: ignore[union-attr]
 
     def _write_corked(self, outs: list[Outbound]) -> None:
         try:
@@ -563,3 +566,5 @@ def flush_holders(room_pass: RoomPass[Connection]) -> None:
             conn.frames_out += 1
         else:
             conn._write_declined(outs)
+    if frame is None:
+        room_pass.coalescer.written.append(outs[0])

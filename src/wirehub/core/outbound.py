@@ -62,7 +62,7 @@ class Outbound:
         self.size = len(text)
         self._payload: bytes | None = None
         self._frame: bytes | None = None
-        # The last batched frame that starts with this message: (its messages, frame).
+        # The last batched frame that starts with this message: (the messages after it, frame).
         self._batch: tuple[list[Outbound], bytes] | None = None
         # The last write that starts with this message: (batching, its messages, frames).
         self._lines: tuple[tuple[int, int] | None, list[Outbound], int, list[bytes]] | None = None
@@ -72,6 +72,14 @@ class Outbound:
 
     def __len__(self) -> int:
         return self.size
+
+    def forget_frames(self) -> None:
+        """Drop the cache of the last write that started with this message (its pass is over).
+
+        It holds the write's list of messages, which holds this one: left alone,
+        the cycle keeps the pass's payloads until the garbage collector finds it.
+        """
+        self._lines = None
 
     def __repr__(self) -> str:
         return f"<Outbound {self.size} {'chars' if isinstance(self.text, str) else 'bytes'}>"
@@ -179,10 +187,13 @@ def _joined(group: list[Outbound]) -> bytes:
     if len(group) == 1:
         return first.ws_frame
     # The members of a room get the same messages in a pass, so the same batch:
-    # built once, kept on its first message, found again by an identity compare.
+    # built once, kept on its first message, found again by an identity compare
+    # of the rest (not of the group: holding it, the first would hold itself, a
+    # cycle only the garbage collector frees).
     cached = first._batch
-    if cached is not None and cached[0] == group:
+    rest = group[1:]
+    if cached is not None and cached[0] == rest:
         return cached[1]
     frame = ws_frame(b"\n".join([out.payload for out in group]))
-    first._batch = (group, frame)
+    first._batch = (rest, frame)
     return frame
