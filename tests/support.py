@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import os
 import random
@@ -16,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ import orjson
 import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 
+from wirehub.core.outbound import Outbound
 from wirehub.hub import Hub
 from wirehub.server import HubServer, http_protocol, ws_protocol
 from wirehub.settings import Settings, load_settings
@@ -285,3 +288,25 @@ def drain_output(hp: HubProcess) -> str:
     if not hp.proc.stdout.closed:
         hp.lines.extend(raw.decode(errors="replace") for raw in hp.proc.stdout)
     return hp.output()
+
+
+@contextlib.contextmanager
+def collector_off() -> Iterator[None]:
+    """Run the block with the cyclic garbage collector off (after one collection)."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def outbounds_in_cycles() -> list[Outbound]:
+    """Messages only the garbage collector would free (look with :func:`collector_off` on)."""
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        gc.collect()
+        return [o for o in gc.garbage if isinstance(o, Outbound)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()

@@ -47,7 +47,7 @@ class HubServer(uvicorn.Server):
     serve``'s "Uvicorn running on" line says); ``failed`` says the start failed.
     """
 
-    def __init__(self, config: uvicorn.Config, hub: Hub) -> None:
+    def __init__(self, config: uvicorn.Config, hub: Hub, *, gc_freeze: bool = False) -> None:
         super().__init__(config)
         self.hub = hub
         # The hub's lifespan leaves the server alone: this class does it all.
@@ -57,9 +57,9 @@ class HubServer(uvicorn.Server):
         #: The start failed (the port is taken, a service or bridge did not start).
         self.failed = False
         self._listeners: list[socket.socket] = []
-        #: Freeze what is alive once the hub is up (``server.gc_freeze``; build_server
-        #: sets it for ``wirehub serve``, where the hub owns the process).
-        self.gc_freeze = False
+        #: Freeze what is alive once the hub is up: ``server.gc_freeze``, passed by
+        #: build_server (``wirehub serve``, where the hub owns the process).
+        self.gc_freeze = gc_freeze
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         # 0. Take the HTTP port before anything starts: a busy port is one log
@@ -218,9 +218,7 @@ def build_server(
         log_level=srv.log_level,
         access_log=False,
     )
-    server = HubServer(config, hub)
-    server.gc_freeze = srv.gc_freeze
-    return server
+    return HubServer(config, hub, gc_freeze=srv.gc_freeze)
 
 
 def wire_limits(settings: Settings) -> WireLimits:

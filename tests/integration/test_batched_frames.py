@@ -22,7 +22,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
 from batch_support import BatchingPeer, message
-from support import FACTOR, TIMEOUT
+from support import FACTOR, TIMEOUT, collector_off, outbounds_in_cycles
 from wirehub.client import HubClient, SyncHubClient
 from wirehub.core.outbound import Outbound
 
@@ -208,23 +208,15 @@ async def test_a_batched_burst_leaves_nothing_for_the_garbage_collector(hub_serv
     hub = await hub_server(history={"size": 0})
     batched = await raw_subscriber(hub.ws, "batched", "burst", batch=True)
     plain = await raw_subscriber(hub.ws, "plain", "burst", batch=False)
-    gc.collect()
-    gc.disable()
     try:
-        for i in range(BURST):  # one loop pass: nothing here waits
-            await hub.hub.publish("burst", {"i": i, "text": "x" * 500})
-        (got, frames), (plain_got, _) = await asyncio.gather(
-            read_messages(batched, BURST), read_messages(plain, BURST)
-        )
-        assert len(got) == len(plain_got) == BURST and max(frames) > 1
-        gc.set_debug(gc.DEBUG_SAVEALL)
-        gc.collect()
-        held = [o for o in gc.garbage if isinstance(o, Outbound)]
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-        gc.enable()
-    try:
+        with collector_off():
+            for i in range(BURST):  # one loop pass: nothing here waits
+                await hub.hub.publish("burst", {"i": i, "text": "x" * 500})
+            (got, frames), (plain_got, _) = await asyncio.gather(
+                read_messages(batched, BURST), read_messages(plain, BURST)
+            )
+            assert len(got) == len(plain_got) == BURST and max(frames) > 1
+            held = outbounds_in_cycles()
         assert held == []
         # And the room, now quiet, keeps none of its last pass.
         gc.collect()

@@ -10,10 +10,8 @@ few passes and every such switch happens inside a pass.
 from __future__ import annotations
 
 import asyncio
-import gc
 
-from support import FACTOR, TIMEOUT
-from wirehub.core.outbound import Outbound
+from support import FACTOR, TIMEOUT, collector_off, outbounds_in_cycles
 
 BURST = 300
 
@@ -65,20 +63,11 @@ async def test_a_burst_leaves_nothing_for_the_garbage_collector(hub_server, ws_c
     publisher = await ws_client(hub.ws, "publisher")
     for client in (*subscribers, publisher):
         await client.request("join", room="a")
-    gc.collect()
-    gc.disable()
-    try:
+    with collector_off():
         for ref in range(BURST):
             await publisher.send(type="publish", room="a", data="x" * 1000, ref=ref)
         for client in subscribers:
             assert len(await messages(client, BURST)) == BURST
         # One room's burst read in a few passes: several messages per pass.
         assert hub.hub.node.coalescer.flushes < BURST
-        gc.set_debug(gc.DEBUG_SAVEALL)
-        gc.collect()
-        held = [o for o in gc.garbage if isinstance(o, Outbound)]
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-        gc.enable()
-    assert held == []
+        assert outbounds_in_cycles() == []

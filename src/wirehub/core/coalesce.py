@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from wirehub.core.outbound import Outbound
@@ -66,17 +66,15 @@ M = TypeVar("M", bound=Member)
 class Coalescer:
     """The dirty list of one event loop, flushed once per pass by one callback."""
 
-    __slots__ = ("_dirty", "ended", "flushes", "written")
+    __slots__ = ("_dirty", "at_end", "flushes")
 
     def __init__(self) -> None:
         self._dirty: list[Corked] = []
-        #: First messages of this pass's coalesced writes: their frames cache
-        #: (:func:`~wirehub.core.outbound.frames_for`) holds the list that holds
-        #: them, a cycle dropped at the end of the pass, not left to the collector.
-        self.written: list[Outbound] = []
-        #: Room passes written this pass: emptied at its end, so that a room that
-        #: goes quiet does not keep its last messages and members (``room.pending``).
-        self.ended: list[RoomPass[Any]] = []
+        #: What lets go once every dirty entry is written: a coalesced write's
+        #: frames cache (it holds the list that holds its first message, a cycle
+        #: otherwise left to the collector) and each room pass (so that a room
+        #: that goes quiet keeps neither its last messages nor their members).
+        self.at_end: list[Callable[[], None]] = []
         #: Passes that flushed something: also the number of the pass under way
         #: (a :class:`RoomPass` of an earlier number is over).
         self.flushes = 0
@@ -97,16 +95,11 @@ class Coalescer:
         self.flushes += 1  # first: every room pass of the pass now ending is over
         for conn in dirty:
             conn.flush()
-        written = self.written
-        if written:
-            self.written = []
-            for out in written:
-                out.forget_frames()
-        ended = self.ended
-        if ended:
-            self.ended = []
-            for room_pass in ended:
-                room_pass.end()
+        at_end = self.at_end
+        if at_end:
+            self.at_end = []
+            for release in at_end:
+                release()
 
 
 class RoomPass(Generic[M]):
@@ -148,10 +141,13 @@ class RoomPass(Generic[M]):
     def flush(self) -> None:
         """The end of the loop pass: every holder writes (one loop for the room, no call each)."""
         self.flush_holders(self)
-        self.coalescer.ended.append(self)
+        self.coalescer.at_end.append(self.end)
 
     def end(self) -> None:
         """Every member of the pass has been written (the coalescer's flush is over): let go."""
+        messages = self.messages
+        if len(messages) > 1:
+            messages[0].forget_frames()  # the holders' write was one cached list
         self.messages = []
         self.holders = []
         self.outside = {}

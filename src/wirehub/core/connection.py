@@ -362,7 +362,7 @@ class Connection:
             outs = _expand(cork)
             self._write_corked(outs)
             if len(outs) > 1:
-                self._coalescer.written.append(outs[0])  # type: ignore[union-attr]
+                self._coalescer.at_end.append(outs[0].forget_frames)  # type: ignore[union-attr]
 
     def _write_corked(self, outs: list[Outbound]) -> None:
         try:
@@ -566,5 +566,3 @@ def flush_holders(room_pass: RoomPass[Connection]) -> None:
             conn.frames_out += 1
         else:
             conn._write_declined(outs)
-    if frame is None:
-        room_pass.coalescer.written.append(outs[0])
